@@ -1,0 +1,3 @@
+from yoda_data_transformation.cli import main
+
+main()

@@ -1,0 +1,58 @@
+"""``yoda-data-transformation``: the data step's console script (its image's command).
+
+By hand::
+
+    yoda-data-transformation --raw-data-uri data.csv --train-output train.jsonl \
+        --test-output test.jsonl --target-column translation --test-fraction 0.2
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Sequence
+from pathlib import Path
+
+from yoda_data_transformation.transform import TARGET_COLUMNS, transform
+from yoda_step_io import load_executor_input, run_step, setup_logging, write_executor_output
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="yoda-data-transformation", description=__doc__)
+    parser.add_argument("--raw-data-uri", required=True, help="CSV: local path, gs:// or hf://")
+    parser.add_argument("--train-output", type=Path, required=True, help="train JSONL path")
+    parser.add_argument("--test-output", type=Path, required=True, help="test JSONL path")
+    parser.add_argument(
+        "--target-column",
+        default="translation_extra",
+        help=f"assistant answer column, one of: {', '.join(TARGET_COLUMNS)}",
+    )
+    parser.add_argument("--test-fraction", type=float, default=0.1, help="share of rows for test")
+    parser.add_argument("--seed", type=int, default=42, help="seed of the train/test shuffle")
+    parser.add_argument("--executor-input", default=None, help="KFP executor input JSON ({{$}})")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Parse flags, run :func:`transform`, report artifact metadata to KFP."""
+    args = build_parser().parse_args(argv)
+    setup_logging()
+
+    def step() -> None:
+        executor_input = load_executor_input(args.executor_input)
+        result = transform(
+            args.raw_data_uri,
+            args.train_output,
+            args.test_output,
+            target_column=args.target_column,
+            test_fraction=args.test_fraction,
+            seed=args.seed,
+        )
+        write_executor_output(
+            executor_input, {"train": result.metadata("train"), "test": result.metadata("test")}
+        )
+
+    run_step(step)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,21 @@
+"""The KFP step contract shared by every step of the Yoda pipeline.
+
+- :mod:`.executor`: read KFP's executor input, write its ExecutorOutput (artifact metadata).
+- :mod:`.files`: stage outputs beside their final path and publish them only on success.
+- :mod:`.cli`: one clear error line and a non-zero exit for bad input; logging set-up.
+- :mod:`.gcs`: the ``google-cloud-storage`` client and ``gs://`` URI parsing.
+"""
+
+from yoda_step_io.cli import StepError, run_step, setup_logging, timed
+from yoda_step_io.executor import load_executor_input, write_executor_output
+from yoda_step_io.files import staged_outputs
+
+__all__ = [
+    "StepError",
+    "load_executor_input",
+    "run_step",
+    "setup_logging",
+    "staged_outputs",
+    "timed",
+    "write_executor_output",
+]

@@ -1,0 +1,49 @@
+"""Error handling, logging and timing shared by the step CLIs."""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
+logger = logging.getLogger(__name__)
+
+#: Exit status of a step that refused its input (bad flags, data or URIs).
+EXIT_BAD_INPUT = 2
+
+
+class StepError(Exception):
+    """A problem the user can fix: the message says what, where and how, on one line."""
+
+
+def setup_logging(level: int = logging.INFO) -> None:
+    """Log to stderr with timestamps, once per process."""
+    logging.basicConfig(
+        level=level,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+        force=True,
+    )
+
+
+@contextmanager
+def timed(label: str) -> Iterator[None]:
+    """Log how long the enclosed block took."""
+    start = time.perf_counter()
+    yield
+    logger.info("%s took %.2f s", label, time.perf_counter() - start)
+
+
+def run_step(step: Callable[[], object]) -> None:
+    """Run a step's entry point, turning a :class:`StepError` into one line and exit status 2.
+
+    Unexpected exceptions keep their traceback (they are bugs, not bad input) and exit 1.
+    """
+    try:
+        step()
+    except StepError as error:
+        message = " ".join(str(error).split())
+        print(f"error: {message}", file=sys.stderr)
+        sys.exit(EXIT_BAD_INPUT)

@@ -1,0 +1,1 @@
+"""The Yoda fine-tuning pipeline: settings, image lock, container components, wiring, runs."""

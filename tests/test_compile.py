@@ -1,0 +1,122 @@
+"""The compiled pipeline spec: digest-only images, display names, parameters; lock refusals."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from yoda_pipeline.cli import main
+from yoda_pipeline.compile import compile_pipeline, spec_images
+from yoda_pipeline.images import STEPS, ImageLockError, load_image_lock
+from yoda_pipeline.settings import LOCAL_IMAGE_LOCK, PipelineSettings
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+DIGEST = "sha256:" + "ab" * 32
+DIGEST_ONLY = re.compile(r"^[^@:]+(/[^@:]+)*@sha256:[0-9a-f]{64}$")
+
+
+def write_lock(tmp_path: Path, **images: str) -> Path:
+    lock = {step: f"europe-west4-docker.pkg.dev/p/yoda/{step}@{DIGEST}" for step in STEPS}
+    lock.update(images)
+    path = tmp_path / "lock.json"
+    path.write_text(json.dumps(lock))
+    return path
+
+
+@pytest.fixture
+def compiled(tmp_path: Path) -> dict[str, Any]:
+    settings = PipelineSettings(
+        image_lock=write_lock(tmp_path), raw_data_uri="gs://bucket/raw.csv", test_fraction=0.2
+    )
+    path = compile_pipeline(settings, tmp_path / "pipeline.yaml")
+    spec: dict[str, Any] = yaml.safe_load(path.read_text())
+    return spec
+
+
+def test_every_image_is_a_digest_from_the_lock(compiled: dict[str, Any]) -> None:
+    images = spec_images(compiled)
+    assert images, "the spec has no executors"
+    for image in images.values():
+        assert DIGEST_ONLY.match(image), image
+        assert image.endswith(DIGEST)
+
+
+def test_tasks_have_display_names(compiled: dict[str, Any]) -> None:
+    tasks = compiled["root"]["dag"]["tasks"]
+    names = {name: task["taskInfo"]["name"] for name, task in tasks.items()}
+    assert names == {"data-transformation-component": "Data transformation"}
+
+
+def test_parameters_and_defaults_come_from_settings(compiled: dict[str, Any]) -> None:
+    params = compiled["root"]["inputDefinitions"]["parameters"]
+    assert {name: p["defaultValue"] for name, p in params.items()} == {
+        "raw_data_uri": "gs://bucket/raw.csv",
+        "target_column": "translation_extra",
+        "test_fraction": 0.2,
+        "split_seed": 42,
+    }
+    assert compiled["pipelineInfo"]["name"] == "yoda-phi3-finetuning"
+
+
+def test_data_step_command_and_executor_input(compiled: dict[str, Any]) -> None:
+    container = compiled["deploymentSpec"]["executors"]["exec-data-transformation-component"][
+        "container"
+    ]
+    assert container["command"] == ["yoda-data-transformation"]
+    args = container["args"]
+    assert args[args.index("--executor-input") + 1] == "{{$}}"
+    assert args[args.index("--train-output") + 1] == "{{$.outputs.artifacts['train'].path}}"
+    outputs = compiled["components"]["comp-data-transformation-component"]["outputDefinitions"]
+    assert {name: a["artifactType"]["schemaTitle"] for name, a in outputs["artifacts"].items()} == {
+        "train": "system.Dataset",
+        "test": "system.Dataset",
+    }
+
+
+@pytest.mark.parametrize(
+    ("image", "message"),
+    [
+        ("europe-docker.pkg.dev/p/yoda/data:latest", "a digest, not a tag"),
+        (f"europe-docker.pkg.dev/p/yoda/data:v1@{DIGEST}", "both a tag and a digest"),
+        ("europe-docker.pkg.dev/p/yoda/data@sha256:abc", "a digest, not a tag"),
+    ],
+)
+def test_compile_refuses_non_digest_images(tmp_path: Path, image: str, message: str) -> None:
+    settings = PipelineSettings(image_lock=write_lock(tmp_path, data_transformation=image))
+    with pytest.raises(ImageLockError, match=message):
+        compile_pipeline(settings, tmp_path / "pipeline.yaml")
+    assert not (tmp_path / "pipeline.yaml").exists()
+
+
+def test_registry_port_is_not_a_tag(tmp_path: Path) -> None:
+    lock = load_image_lock(
+        write_lock(tmp_path, data_transformation=f"localhost:5000/yoda/data@{DIGEST}")
+    )
+    assert lock.image("data_transformation") == f"localhost:5000/yoda/data@{DIGEST}"
+
+
+def test_lock_missing_step_or_file(tmp_path: Path) -> None:
+    path = tmp_path / "lock.json"
+    path.write_text("{}")
+    with pytest.raises(ImageLockError, match="no image for step"):
+        load_image_lock(path)
+    with pytest.raises(ImageLockError, match="not found: run `make build-images`"):
+        load_image_lock(tmp_path / "absent.json")
+
+
+def test_committed_local_lock_is_valid() -> None:
+    assert set(load_image_lock(REPO_ROOT / LOCAL_IMAGE_LOCK).images) == set(STEPS)
+
+
+def test_compile_cli_error_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(["compile", "--image-lock", str(tmp_path / "absent.json"),
+              "--output", str(tmp_path / "p.yaml")])  # fmt: skip
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: image lock")

@@ -1,0 +1,135 @@
+"""Bad input to the data step: one clear error line, exit status 2, no output left behind."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from yoda_data_transformation.cli import main
+
+HEADER = "sentence,translation,translation_extra\n"
+
+
+def run_cli(tmp_path: Path, raw: str, *extra: str) -> int:
+    """Run the step in-process; return its exit status, asserting it left no output."""
+    out = tmp_path / "out"
+    out.mkdir(exist_ok=True)
+    argv = ["--raw-data-uri", raw, "--train-output", str(out / "train"),
+            "--test-output", str(out / "test"), *extra]  # fmt: skip
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    assert list(out.iterdir()) == [], "a failed step must leave no (partial) output"
+    return int(exit_info.value.code or 0)
+
+
+@pytest.fixture
+def expect_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Callable[..., str]:
+    def check(raw: str, *extra: str) -> str:
+        code = run_cli(tmp_path, raw, *extra)
+        err_lines = [
+            line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")
+        ]
+        assert code == 2
+        assert len(err_lines) == 1
+        return err_lines[0]
+
+    return check
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (
+            "sentence,translation\nA b.,B a.\n",
+            "lacks column(s) translation_extra; found: sentence, translation",
+        ),
+        ("", "is empty"),
+        ("  \n\n", "is empty"),
+        (HEADER, "too few rows to split: 0 usable row(s)"),
+        (HEADER + "One.,Two.,Three.\n", "too few rows to split: 1 usable row(s)"),
+        (HEADER + ",,\n  ,x,\nA.,,\n", "too few rows to split: 0 usable row(s)"),
+        (HEADER + 'A."unclosed,b\n"c,d\n', "not a valid CSV"),
+    ],
+    ids=[
+        "missing-column",
+        "empty",
+        "whitespace-only",
+        "header-only",
+        "one-row",
+        "blank-rows",
+        "bad-csv",
+    ],
+)
+def test_bad_csv_content(
+    write_csv: Callable[..., Path], expect_error: Callable[..., str], content: str, message: str
+) -> None:
+    assert message in expect_error(str(write_csv(content)))
+
+
+def test_non_utf8_bytes(write_csv: Callable[..., Path], expect_error: Callable[..., str]) -> None:
+    raw = (HEADER + "Caf\xe9 time.,x,y\n").encode("latin-1")
+    offset = len(HEADER) + len("Caf")
+    assert f"is not UTF-8 (invalid byte at offset {offset})" in expect_error(str(write_csv(raw)))
+
+
+def test_too_few_rows_names_the_minimum(
+    write_csv: Callable[..., Path],
+    make_rows: Callable[[int], str],
+    expect_error: Callable[..., str],
+) -> None:
+    message = expect_error(str(write_csv(make_rows(4))), "--test-fraction", "0.1")
+    assert "need at least 5 rows" in message
+
+
+@pytest.mark.parametrize(
+    ("uri", "message"),
+    [
+        ("/no/such/file.csv", "does not exist"),
+        ("s3://bucket/file.csv", "unsupported URI scheme"),
+        ("gs://", "has no bucket name"),
+        ("gs://bucket-only", "names a bucket, not a file"),
+    ],
+)
+def test_unreadable_uri(expect_error: Callable[..., str], uri: str, message: str) -> None:
+    assert message in expect_error(uri)
+
+
+def test_hf_uri_without_network(
+    expect_error: Callable[..., str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    message = expect_error("hf://datasets/dvgodoy/yoda_sentences/sentences.csv")
+    assert "cannot read hf://datasets/dvgodoy/yoda_sentences/sentences.csv" in message
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (("--target-column", "sentence"), "unknown target column 'sentence'"),
+        (("--test-fraction", "0"), "test_fraction must be between 0 and 1"),
+        (("--test-fraction", "1.5"), "test_fraction must be between 0 and 1"),
+        (("--executor-input", "{oops"), "--executor-input is not valid JSON"),
+    ],
+)
+def test_bad_parameters_fail_before_reading(
+    expect_error: Callable[..., str], flags: tuple[str, ...], message: str
+) -> None:
+    # the raw file does not exist: the parameter check must come first
+    assert message in expect_error("/no/such/file.csv", *flags)
+
+
+def test_console_script_exit_status_and_single_error_line(tmp_path: Path) -> None:
+    process = subprocess.run(
+        [sys.executable, "-m", "yoda_data_transformation",
+         "--raw-data-uri", str(tmp_path / "missing.csv"),
+         "--train-output", str(tmp_path / "train"), "--test-output", str(tmp_path / "test")],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert process.returncode == 2
+    assert process.stderr.strip().splitlines() == [
+        f"error: raw data file {tmp_path / 'missing.csv'} does not exist (or is not a file)"
+    ]
