@@ -11,14 +11,19 @@ IMAGE_LOCK ?= $(if $(wildcard images/digests.lock.json),images/digests.lock.json
 PIPELINE_YAML ?= build/pipeline.yaml
 
 # `make run-local RAW_DATA=gs://bucket/yoda.csv TARGET_COLUMN=translation TEST_FRACTION=0.2 SPLIT_SEED=1`
+# and any other pipeline parameter: `make run-local SET="lora_r=16 max_steps=20"`
 RAW_DATA ?=
 TARGET_COLUMN ?=
 TEST_FRACTION ?=
 SPLIT_SEED ?=
+SET ?=
 RUN_FLAGS = $(if $(RAW_DATA),--raw-data-uri "$(RAW_DATA)") \
 	$(if $(TARGET_COLUMN),--target-column $(TARGET_COLUMN)) \
 	$(if $(TEST_FRACTION),--test-fraction $(TEST_FRACTION)) \
-	$(if $(SPLIT_SEED),--split-seed $(SPLIT_SEED))
+	$(if $(SPLIT_SEED),--split-seed $(SPLIT_SEED)) \
+	$(foreach pair,$(SET),--set "$(pair)")
+# `make tensorboard RUN=gs://bucket/…/fine-tuning-component_…/metrics` (default: the latest local run)
+RUN ?=
 
 .PHONY: help
 help: ## Show this help
@@ -38,7 +43,7 @@ test: install ## Run the default test suite (no slow or GPU tests)
 	$(UV) run --frozen pytest
 
 .PHONY: test-slow
-test-slow: install ## Run the slow tests too (GPU tests still skip without CUDA)
+test-slow: install ## Run the slow tests too (not the GPU ones)
 	$(UV) run --frozen pytest -m "not gpu"
 
 .PHONY: lint
@@ -60,6 +65,18 @@ compile: install ## Compile the pipeline to $(PIPELINE_YAML) against $(IMAGE_LOC
 run-local: install ## Compile and run the pipeline offline (KFP local runner); RAW_DATA=… to override
 	$(UV) run --frozen yoda-pipeline run-local $(RUN_FLAGS)
 
+.PHONY: tiny-model
+tiny-model: install ## Generate the tiny offline Phi-3 model in build/tiny-phi3 (run-local does it too)
+	$(UV) run --frozen yoda-make-tiny-model build/tiny-phi3
+
+.PHONY: tensorboard
+tensorboard: install ## Fetch a run's TensorBoard logs into logs/ (RUN=gs://… or a local run)
+	$(UV) run --frozen yoda-pipeline tensorboard $(RUN)
+
+.PHONY: test-gpu
+test-gpu: install ## Run the GPU tests (4-bit QLoRA); they skip without CUDA
+	$(UV) run --frozen pytest -m gpu
+
 .PHONY: clean
 clean: ## Remove build outputs and local runs
-	rm -rf build local_runs .pytest_cache .mypy_cache .ruff_cache
+	rm -rf build local_runs logs .pytest_cache .mypy_cache .ruff_cache

@@ -12,6 +12,11 @@ from pathlib import Path
 
 import pytest
 
+# Nothing is downloaded in tests: the hub is off, and the tiny model is generated locally.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 FULL_DATASET = REPO_ROOT.parent / "shared" / "data" / "yoda_sentences.csv"
 HEADER = "sentence,translation,translation_extra\n"
@@ -22,6 +27,25 @@ def sample_csv() -> Path:
     from yoda_pipeline.settings import sample_data_path
 
     return sample_data_path()
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny Phi-3 model, generated once per test session."""
+    from yoda_fine_tuning.tiny_model import make_tiny_model
+
+    return make_tiny_model(tmp_path_factory.mktemp("models") / "tiny-phi3")
+
+
+@pytest.fixture(scope="session")
+def sample_train_jsonl(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The data step's train split of the embedded sample (43 conversations)."""
+    from yoda_data_transformation import transform
+    from yoda_pipeline.settings import sample_data_path
+
+    out = tmp_path_factory.mktemp("sample-splits")
+    transform(str(sample_data_path()), out / "train.jsonl", out / "test.jsonl")
+    return out / "train.jsonl"
 
 
 @pytest.fixture

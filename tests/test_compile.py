@@ -49,17 +49,53 @@ def test_every_image_is_a_digest_from_the_lock(compiled: dict[str, Any]) -> None
 def test_tasks_have_display_names(compiled: dict[str, Any]) -> None:
     tasks = compiled["root"]["dag"]["tasks"]
     names = {name: task["taskInfo"]["name"] for name, task in tasks.items()}
-    assert names == {"data-transformation-component": "Data transformation"}
+    assert names == {
+        "data-transformation-component": "Data transformation",
+        "fine-tuning-component": "Fine-tuning (QLoRA)",
+    }
+
+
+def test_fine_tuning_gets_a_gpu_and_the_train_split(compiled: dict[str, Any]) -> None:
+    executor = compiled["deploymentSpec"]["executors"]["exec-fine-tuning-component"]["container"]
+    resources = executor["resources"]
+    assert resources["accelerator"]["resourceType"] == "NVIDIA_TESLA_T4"
+    assert resources["accelerator"]["resourceCount"] == "1"
+    assert (resources["resourceCpuLimit"], resources["resourceMemoryLimit"]) == ("16", "50G")
+    assert executor["command"] == ["yoda-fine-tuning"]
+    task = compiled["root"]["dag"]["tasks"]["fine-tuning-component"]
+    artifact = task["inputs"]["artifacts"]["train_dataset"]["taskOutputArtifact"]
+    assert artifact == {
+        "outputArtifactKey": "train",
+        "producerTask": "data-transformation-component",
+    }
+    outputs = compiled["components"]["comp-fine-tuning-component"]["outputDefinitions"]
+    assert {name: a["artifactType"]["schemaTitle"] for name, a in outputs["artifacts"].items()} == {
+        "model": "system.Model",
+        "metrics": "system.Metrics",
+    }
+
+
+def test_accelerator_is_configurable(tmp_path: Path) -> None:
+    settings = PipelineSettings(
+        image_lock=write_lock(tmp_path), accelerator_type="NVIDIA_L4", memory_limit="32G"
+    )
+    spec = yaml.safe_load(compile_pipeline(settings, tmp_path / "p.yaml").read_text())
+    resources = spec["deploymentSpec"]["executors"]["exec-fine-tuning-component"]["container"][
+        "resources"
+    ]
+    assert resources["accelerator"]["resourceType"] == "NVIDIA_L4"
+    assert resources["resourceMemoryLimit"] == "32G"
 
 
 def test_parameters_and_defaults_come_from_settings(compiled: dict[str, Any]) -> None:
     params = compiled["root"]["inputDefinitions"]["parameters"]
-    assert {name: p["defaultValue"] for name, p in params.items()} == {
-        "raw_data_uri": "gs://bucket/raw.csv",
-        "target_column": "translation_extra",
-        "test_fraction": 0.2,
-        "split_seed": 42,
-    }
+    defaults = {name: p["defaultValue"] for name, p in params.items()}
+    assert set(defaults) == set(PipelineSettings.PARAMETERS)
+    assert defaults == {**PipelineSettings().parameter_values(),
+                        "raw_data_uri": "gs://bucket/raw.csv", "test_fraction": 0.2}  # fmt: skip
+    assert defaults["base_model"] == "microsoft/Phi-3-mini-4k-instruct"
+    assert (defaults["quantization"], defaults["lora_r"], defaults["learning_rate"]) == (
+        "4bit", 8, 3e-4)  # fmt: skip
     assert compiled["pipelineInfo"]["name"] == "yoda-phi3-finetuning"
 
 

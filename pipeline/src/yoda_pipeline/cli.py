@@ -1,7 +1,10 @@
-"""``yoda-pipeline``: compile the pipeline, or run it offline with KFP's local runner.
+"""``yoda-pipeline``: compile the pipeline, run it offline, fetch a run's TensorBoard logs.
 
-yoda-pipeline compile --output build/pipeline.yaml
-yoda-pipeline run-local --raw-data-uri gs://bucket/yoda.csv --test-fraction 0.2
+Examples::
+
+    yoda-pipeline compile --output build/pipeline.yaml
+    yoda-pipeline run-local --raw-data-uri gs://bucket/yoda.csv --set lora_r=16 --set max_steps=5
+    yoda-pipeline tensorboard gs://bucket/root/123/job-id/fine-tuning-component_456/metrics
 """
 
 from __future__ import annotations
@@ -11,16 +14,14 @@ import logging
 import re
 import sys
 from collections.abc import Sequence
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from pydantic import ValidationError
-
+from yoda_pipeline.artifacts import fetch_tensorboard_logs, latest_local_run
 from yoda_pipeline.compile import compile_pipeline
-from yoda_pipeline.images import ImageLockError
-from yoda_pipeline.local_run import run_compiled_pipeline
-from yoda_pipeline.settings import LOCAL_IMAGE_LOCK, PipelineSettings, sample_data_path
+from yoda_pipeline.offline import run_local
+from yoda_pipeline.settings import LOCAL_IMAGE_LOCK, PipelineSettings
+from yoda_step_io import StepError
 
 logger = logging.getLogger("yoda_pipeline")
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
@@ -41,36 +42,53 @@ def build_parser() -> argparse.ArgumentParser:
     run_cmd.add_argument("--test-fraction", type=float)
     run_cmd.add_argument("--split-seed", type=int)
     run_cmd.add_argument("--runs-dir", type=Path, help="parent of the per-run folders")
+    run_cmd.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="any pipeline parameter, e.g. --set lora_r=16 --set max_steps=5 (repeatable)",
+    )
+
+    board_cmd = commands.add_parser(
+        "tensorboard", help="download a run's TensorBoard logs into logs/ and print the command"
+    )
+    board_cmd.add_argument(
+        "source",
+        nargs="?",
+        help="fine-tuning metrics artifact (gs:// or local) or a local run folder; "
+        "default: the latest local run",
+    )
+    board_cmd.add_argument("--logs-dir", type=Path, default=Path("logs"))
     return parser
 
 
+def tensorboard(source: str | None, logs_dir: Path, settings: PipelineSettings) -> Path:
+    """Fetch the event files and print how to open them."""
+    chosen = source or str(latest_local_run(settings.local_runs_dir))
+    destination = fetch_tensorboard_logs(chosen, logs_dir)
+    print(f"TensorBoard logs of {chosen} are in {destination}")
+    print(f"Open them with:  uv run tensorboard --logdir {logs_dir}")
+    return destination
+
+
 def _settings(args: argparse.Namespace) -> PipelineSettings:
-    """Settings from the environment/.env, overridden by the flags that were given."""
+    """Settings from the environment/.env, overridden (and validated) by the flags given."""
     flags = ("image_lock", "raw_data_uri", "target_column", "test_fraction", "split_seed")
     overrides: dict[str, Any] = {
         name: getattr(args, name) for name in flags if getattr(args, name, None) is not None
     }
     if getattr(args, "runs_dir", None) is not None:
         overrides["local_runs_dir"] = args.runs_dir
-    settings = PipelineSettings()
-    return settings.model_copy(update=overrides) if overrides else settings
-
-
-def run_local(settings: PipelineSettings) -> Path:
-    """Compile against the local lock and run the pipeline under a fresh run folder."""
-    if not settings.raw_data_uri:
-        settings = settings.model_copy(update={"raw_data_uri": str(sample_data_path())})
-    stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S-%f")
-    run_dir = settings.local_runs_dir / f"run-{stamp}"
-    pipeline_yaml = compile_pipeline(settings, run_dir / "pipeline.yaml")
-    logger.info("running %s on %s", pipeline_yaml, settings.raw_data_uri)
-    artifacts = run_compiled_pipeline(
-        pipeline_yaml, settings.parameter_values(), run_dir / "outputs"
-    )
-    print(f"\nLocal run finished: {run_dir}")
-    for artifact in artifacts:
-        print(f"  {artifact.parent.name}/{artifact.name}: {artifact}")
-    return run_dir
+    for pair in getattr(args, "set", []):
+        name, sep, value = pair.partition("=")
+        if not sep or name not in PipelineSettings.PARAMETERS:
+            raise ValueError(
+                f"--set {pair!r}: expected NAME=VALUE with NAME one of "
+                f"{', '.join(PipelineSettings.PARAMETERS)}"
+            )
+        overrides[name] = value
+    return PipelineSettings(**overrides)
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -80,9 +98,11 @@ def main(argv: Sequence[str] | None = None) -> None:
         settings = _settings(args)
         if args.command == "compile":
             print(compile_pipeline(settings, args.output))
+        elif args.command == "tensorboard":
+            tensorboard(args.source, args.logs_dir, settings)
         else:
             run_local(settings)
-    except (ImageLockError, ValidationError) as error:
+    except (ValueError, StepError) as error:  # bad settings, lock or source (pydantic's too)
         print(f"error: {' '.join(str(error).split())}", file=sys.stderr)
         sys.exit(2)
     except RuntimeError as error:  # a local task failed; its own log above says why

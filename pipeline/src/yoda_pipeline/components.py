@@ -10,7 +10,7 @@ never at import time.
 from dataclasses import dataclass
 
 from kfp import dsl
-from kfp.dsl import Dataset, Output
+from kfp.dsl import Dataset, Input, Metrics, Model, Output
 from kfp.dsl.base_component import BaseComponent
 
 from yoda_pipeline.images import ImageLock
@@ -21,6 +21,7 @@ class StepComponents:
     """One container component per pipeline step."""
 
     data_transformation: BaseComponent
+    fine_tuning: BaseComponent
 
 
 def build_components(lock: ImageLock) -> StepComponents:
@@ -51,4 +52,57 @@ def build_components(lock: ImageLock) -> StepComponents:
             ],
         )  # fmt: skip
 
-    return StepComponents(data_transformation=data_transformation_component)
+    fine_tuning_image = lock.image("fine_tuning")
+
+    @dsl.container_component
+    def fine_tuning_component(
+        train_dataset: Input[Dataset],
+        base_model: str,
+        quantization: str,
+        compute_dtype: str,
+        lora_r: int,
+        lora_alpha: int,
+        lora_dropout: float,
+        lora_target_modules: str,
+        learning_rate: float,
+        num_train_epochs: float,
+        max_steps: int,
+        per_device_train_batch_size: int,
+        max_seq_length: int,
+        validation_fraction: float,
+        seed: int,
+        checkpoint_dir: str,
+        model: Output[Model],
+        metrics: Output[Metrics],
+    ) -> dsl.ContainerSpec:
+        """LoRA on a 4-bit base: adapter to ``model``, TensorBoard logs to ``metrics``."""
+        return dsl.ContainerSpec(
+            image=fine_tuning_image,
+            command=["yoda-fine-tuning"],
+            args=[
+                "--train-dataset", train_dataset.path,
+                "--base-model", base_model,
+                "--quantization", quantization,
+                "--compute-dtype", compute_dtype,
+                "--lora-r", lora_r,
+                "--lora-alpha", lora_alpha,
+                "--lora-dropout", lora_dropout,
+                "--target-modules", lora_target_modules,
+                "--learning-rate", learning_rate,
+                "--num-train-epochs", num_train_epochs,
+                "--max-steps", max_steps,
+                "--per-device-train-batch-size", per_device_train_batch_size,
+                "--max-seq-length", max_seq_length,
+                "--validation-fraction", validation_fraction,
+                "--seed", seed,
+                "--checkpoint-dir", checkpoint_dir,
+                "--model-output", model.path,
+                "--metrics-output", metrics.path,
+                "--executor-input", dsl.PIPELINE_TASK_EXECUTOR_INPUT_PLACEHOLDER,
+            ],
+        )  # fmt: skip
+
+    return StepComponents(
+        data_transformation=data_transformation_component,
+        fine_tuning=fine_tuning_component,
+    )

@@ -8,6 +8,14 @@ from yoda_pipeline.components import StepComponents
 from yoda_pipeline.settings import PipelineSettings
 
 
+def _gpu_task(task: dsl.PipelineTask, settings: PipelineSettings) -> None:
+    """A GPU, CPUs and memory for a training or generation task on Vertex AI."""
+    task.set_accelerator_type(settings.accelerator_type)
+    task.set_accelerator_limit(settings.accelerator_count)
+    task.set_cpu_limit(settings.cpu_limit)
+    task.set_memory_limit(settings.memory_limit)
+
+
 def build_pipeline(components: StepComponents, settings: PipelineSettings) -> Any:
     """``model_training_pipeline``, its parameter defaults taken from ``settings``."""
 
@@ -20,16 +28,52 @@ def build_pipeline(components: StepComponents, settings: PipelineSettings) -> An
         target_column: str = settings.target_column,
         test_fraction: float = settings.test_fraction,
         split_seed: int = settings.split_seed,
+        base_model: str = settings.base_model,
+        quantization: str = settings.quantization,
+        compute_dtype: str = settings.compute_dtype,
+        lora_r: int = settings.lora_r,
+        lora_alpha: int = settings.lora_alpha,
+        lora_dropout: float = settings.lora_dropout,
+        lora_target_modules: str = settings.lora_target_modules,
+        learning_rate: float = settings.learning_rate,
+        num_train_epochs: float = settings.num_train_epochs,
+        max_steps: int = settings.max_steps,
+        per_device_train_batch_size: int = settings.per_device_train_batch_size,
+        max_seq_length: int = settings.max_seq_length,
+        validation_fraction: float = settings.validation_fraction,
+        training_seed: int = settings.training_seed,
+        checkpoint_dir: str = settings.checkpoint_dir,
     ) -> None:
         """The Yoda fine-tuning pipeline.
 
         1. Data transformation: raw CSV -> conversational train/test JSON Lines.
+        2. Fine-tuning: LoRA adapter on a 4-bit Phi-3 base (GPU), TensorBoard logs and metrics.
         """
-        components.data_transformation(
+        data = components.data_transformation(
             raw_data_uri=raw_data_uri,
             target_column=target_column,
             test_fraction=test_fraction,
             seed=split_seed,
         ).set_display_name("Data transformation")
+
+        fine_tuning = components.fine_tuning(
+            train_dataset=data.outputs["train"],
+            base_model=base_model,
+            quantization=quantization,
+            compute_dtype=compute_dtype,
+            lora_r=lora_r,
+            lora_alpha=lora_alpha,
+            lora_dropout=lora_dropout,
+            lora_target_modules=lora_target_modules,
+            learning_rate=learning_rate,
+            num_train_epochs=num_train_epochs,
+            max_steps=max_steps,
+            per_device_train_batch_size=per_device_train_batch_size,
+            max_seq_length=max_seq_length,
+            validation_fraction=validation_fraction,
+            seed=training_seed,
+            checkpoint_dir=checkpoint_dir,
+        ).set_display_name("Fine-tuning (QLoRA)")
+        _gpu_task(fine_tuning, settings)
 
     return model_training_pipeline

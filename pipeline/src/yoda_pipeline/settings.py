@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from importlib import resources
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -37,12 +37,55 @@ class PipelineSettings(BaseSettings):
     test_fraction: float = Field(0.1, gt=0.0, lt=1.0)
     split_seed: int = 42
     local_runs_dir: Path = Path("local_runs")
+    tiny_model_dir: Path = Field(Path("build/tiny-phi3"), description="offline base model")
+
+    # Fine-tuning: the article's recipe (components/fine_tuning/.../hyperparams.py holds the same
+    # defaults; tests/test_fine_tuning_config.py checks that they agree).
+    base_model: str = "microsoft/Phi-3-mini-4k-instruct"
+    quantization: Literal["4bit", "auto", "none"] = "4bit"
+    compute_dtype: Literal["float16", "bfloat16", "float32"] = "float16"
+    lora_r: int = Field(8, gt=0)
+    lora_alpha: int = Field(16, gt=0)
+    lora_dropout: float = Field(0.05, ge=0.0, lt=1.0)
+    lora_target_modules: str = "o_proj,qkv_proj,gate_up_proj,down_proj"
+    learning_rate: float = Field(3e-4, gt=0.0)
+    num_train_epochs: float = Field(10.0, gt=0.0)
+    max_steps: int = -1
+    per_device_train_batch_size: int = Field(16, gt=0)
+    max_seq_length: int = Field(64, gt=0)
+    validation_fraction: float = Field(0.1, gt=0.0, lt=1.0)
+    training_seed: int = 42
+    checkpoint_dir: str = Field("", description="empty: beside the model artifact")
+
+    # Resources of the GPU tasks on Vertex AI (the local runner ignores them).
+    accelerator_type: str = "NVIDIA_TESLA_T4"
+    accelerator_count: int = Field(1, gt=0)
+    cpu_limit: str = "16"
+    memory_limit: str = "50G"
+
+    #: the pipeline parameters, in the order the pipeline declares them
+    PARAMETERS: ClassVar[tuple[str, ...]] = (
+        "raw_data_uri",
+        "target_column",
+        "test_fraction",
+        "split_seed",
+        "base_model",
+        "quantization",
+        "compute_dtype",
+        "lora_r",
+        "lora_alpha",
+        "lora_dropout",
+        "lora_target_modules",
+        "learning_rate",
+        "num_train_epochs",
+        "max_steps",
+        "per_device_train_batch_size",
+        "max_seq_length",
+        "validation_fraction",
+        "training_seed",
+        "checkpoint_dir",
+    )
 
     def parameter_values(self) -> dict[str, Any]:
         """The pipeline's parameter values, by pipeline parameter name."""
-        return {
-            "raw_data_uri": self.raw_data_uri,
-            "target_column": self.target_column,
-            "test_fraction": self.test_fraction,
-            "split_seed": self.split_seed,
-        }
+        return {name: getattr(self, name) for name in self.PARAMETERS}

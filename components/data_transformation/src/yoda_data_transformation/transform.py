@@ -20,6 +20,7 @@ import pandas as pd
 
 from yoda_data_transformation.sources import read_bytes
 from yoda_step_io import StepError, staged_outputs, timed
+from yoda_step_io.conversations import Conversation
 
 logger = logging.getLogger(__name__)
 
@@ -27,8 +28,6 @@ SENTENCE_COLUMN = "sentence"
 #: Columns that may serve as the assistant's answer. ``translation_extra`` adds Yoda's
 #: interjections ("Yes, hrrrm."), as in the article; ``translation`` is the plain reordering.
 TARGET_COLUMNS = ("translation_extra", "translation")
-
-Conversation = dict[str, list[dict[str, str]]]
 
 
 @dataclass(frozen=True)

@@ -6,13 +6,19 @@ it needs no credentials.
 
 from __future__ import annotations
 
+import logging
 import os
+from collections.abc import Callable
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from yoda_step_io.cli import StepError
+from yoda_step_io.files import staged_outputs
 
 if TYPE_CHECKING:
     from google.cloud import storage
+
+logger = logging.getLogger(__name__)
 
 
 def split_gs_uri(uri: str) -> tuple[str, str]:
@@ -45,3 +51,42 @@ def storage_client() -> storage.Client:
             "no Google Cloud credentials for gs:// access: run "
             "`gcloud auth application-default login` or set GOOGLE_APPLICATION_CREDENTIALS"
         ) from error
+
+
+def download_prefix(
+    uri: str, local_dir: Path, *, keep: Callable[[str], bool] = lambda _: True
+) -> list[Path]:
+    """Copy every object under the ``gs://`` directory ``uri`` into ``local_dir``.
+
+    Relative paths are kept; ``keep(relative_path)`` filters. ``local_dir`` appears whole or not
+    at all (it is replaced if present).
+
+    Returns:
+        The local files written.
+
+    Raises:
+        StepError: no such bucket, or no matching object under ``uri``.
+    """
+    from google.api_core import exceptions
+
+    bucket_name, key = split_gs_uri(uri)
+    prefix = f"{key.rstrip('/')}/" if key.strip("/") else ""
+    client = storage_client()
+    written: list[Path] = []
+    with staged_outputs(local_dir) as (staging,):
+        staging.mkdir(parents=True)
+        try:
+            for blob in client.list_blobs(bucket_name, prefix=prefix):
+                relative = blob.name[len(prefix) :]
+                if not relative or relative.endswith("/") or not keep(relative):
+                    continue
+                target = staging / relative
+                target.parent.mkdir(parents=True, exist_ok=True)
+                blob.download_to_filename(str(target))
+                written.append(local_dir / relative)
+        except exceptions.NotFound as error:
+            raise StepError(f"cannot list {uri}: bucket {bucket_name} does not exist") from error
+        if not written:
+            raise StepError(f"no files found under {uri}: check the URI (a directory prefix)")
+    logger.info("downloaded %d file(s) from %s to %s", len(written), uri, local_dir)
+    return written

@@ -1,0 +1,3 @@
+from yoda_fine_tuning.cli import main
+
+main()

@@ -1,0 +1,108 @@
+"""``yoda-fine-tuning``: the fine-tuning step's console script (its image's command).
+
+Every hyper-parameter of :class:`~yoda_fine_tuning.hyperparams.HyperParameters` is a flag
+(``--lora-r 16``, ``--target-modules qkv_proj,o_proj``, ``--packing false``). By hand, on a CPU::
+
+    yoda-fine-tuning --train-dataset train.jsonl --model-output out/model \
+        --metrics-output out/metrics --base-model build/tiny-phi3 --quantization auto
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import typing
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from yoda_fine_tuning.hyperparams import HyperParameters
+from yoda_step_io import load_executor_input, run_step, setup_logging, write_executor_output
+
+DEFAULT_BASE_MODEL = "microsoft/Phi-3-mini-4k-instruct"
+
+
+def parse_bool(text: str) -> bool:
+    lowered = text.strip().lower()
+    if lowered in ("true", "1", "yes"):
+        return True
+    if lowered in ("false", "0", "no"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
+
+
+def parse_modules(text: str) -> tuple[str, ...]:
+    return tuple(part.strip() for part in text.split(",") if part.strip())
+
+
+def _flag_type(annotation: Any) -> Callable[[str], Any]:
+    if annotation is bool:
+        return parse_bool
+    if annotation in (int, float):
+        return typing.cast(Callable[[str], Any], annotation)
+    if typing.get_origin(annotation) is tuple:
+        return parse_modules
+    return str
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="yoda-fine-tuning",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--train-dataset", type=Path, required=True, help="train JSONL (messages)")
+    parser.add_argument("--model-output", type=Path, required=True, help="adapter directory")
+    parser.add_argument("--metrics-output", type=Path, required=True, help="metrics directory")
+    parser.add_argument("--base-model", default=DEFAULT_BASE_MODEL, help="hub id or local dir")
+    parser.add_argument(
+        "--checkpoint-dir",
+        default="",
+        help="where checkpoints go (a rerun resumes from them); empty: beside --model-output",
+    )
+    hints = typing.get_type_hints(HyperParameters)
+    for field in dataclasses.fields(HyperParameters):
+        parser.add_argument(
+            f"--{field.name.replace('_', '-')}",
+            dest=field.name,
+            type=_flag_type(hints[field.name]),
+            default=field.default,
+            help=f"default: {field.default}",
+        )
+    parser.add_argument("--executor-input", default=None, help="KFP executor input JSON ({{$}})")
+    return parser
+
+
+def hyperparameters_from_args(args: argparse.Namespace) -> HyperParameters:
+    fields = dataclasses.fields(HyperParameters)
+    return HyperParameters(**{field.name: getattr(args, field.name) for field in fields})
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Parse flags, train, report metrics and model metadata to KFP."""
+    args = build_parser().parse_args(argv)
+    setup_logging()
+
+    def step() -> None:
+        executor_input = load_executor_input(args.executor_input)
+        hp = hyperparameters_from_args(args)
+        hp.validate()  # before importing torch and friends
+        from yoda_fine_tuning.train import fine_tune
+
+        result = fine_tune(
+            args.train_dataset,
+            args.model_output,
+            args.metrics_output,
+            base_model=args.base_model,
+            hp=hp,
+            checkpoint_dir=Path(args.checkpoint_dir) if args.checkpoint_dir.strip() else None,
+        )
+        write_executor_output(
+            executor_input, {"model": result.model_metadata, "metrics": result.metrics}
+        )
+
+    run_step(step)
+
+
+if __name__ == "__main__":
+    main()

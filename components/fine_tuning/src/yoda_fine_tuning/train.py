@@ -1,0 +1,339 @@
+"""LoRA fine-tuning with trl's ``SFTTrainer``: QLoRA on a 4-bit base where CUDA exists.
+
+The adapter (never merged into a 4-bit base), the tokenizer and the hyper-parameters go to the
+Model artifact; TensorBoard event files and a ``metrics.json`` go under the Metrics artifact.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import resource
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from yoda_fine_tuning.hyperparams import HyperParameters
+from yoda_step_io import StepError, staged_outputs, timed
+from yoda_step_io.conversations import Conversation, read_conversations
+
+if TYPE_CHECKING:
+    from datasets import Dataset
+    from peft import LoraConfig
+    from transformers import BitsAndBytesConfig, PreTrainedModel, PreTrainedTokenizerBase
+    from trl import SFTConfig
+
+logger = logging.getLogger(__name__)
+
+_BNB_OPTIMIZERS = ("8bit", "paged_")
+
+
+@dataclass(frozen=True)
+class RunPlan:
+    """How the hyper-parameters play out on this machine."""
+
+    use_cuda: bool
+    use_4bit: bool
+    optim: str
+
+
+def plan_run(hp: HyperParameters, cuda_available: bool) -> RunPlan:
+    """Decide quantisation and optimizer for this machine; never fall back silently.
+
+    Raises:
+        StepError: 4-bit or a bitsandbytes optimizer was asked for explicitly without CUDA.
+    """
+    needs_bnb_optim = any(marker in hp.optim for marker in _BNB_OPTIMIZERS)
+    if cuda_available:
+        return RunPlan(use_cuda=True, use_4bit=hp.quantization != "none", optim=hp.optim)
+    if hp.quantization == "4bit":
+        raise StepError(
+            "4-bit quantisation needs a CUDA GPU and none is visible: run on a GPU, or pass "
+            "--quantization auto (4-bit on CUDA, full precision elsewhere) or --quantization none"
+        )
+    optim = hp.optim
+    if needs_bnb_optim:
+        if hp.quantization != "auto":
+            raise StepError(
+                f"optimizer {hp.optim} needs CUDA (bitsandbytes): pass --optim adamw_torch "
+                "or --quantization auto"
+            )
+        optim = "adamw_torch"
+    logger.warning(
+        "CUDA is not available: training the same LoRA adapter on a full-precision base "
+        "on the CPU (quantization=%s, optimizer %s)",
+        hp.quantization,
+        optim,
+    )
+    return RunPlan(use_cuda=False, use_4bit=False, optim=optim)
+
+
+def build_lora_config(hp: HyperParameters) -> LoraConfig:
+    from peft import LoraConfig
+
+    return LoraConfig(
+        r=hp.lora_r,
+        lora_alpha=hp.lora_alpha,
+        lora_dropout=hp.lora_dropout,
+        target_modules=list(hp.target_modules),
+        bias="none",
+        task_type="CAUSAL_LM",
+    )
+
+
+def build_bnb_config(hp: HyperParameters) -> BitsAndBytesConfig:
+    """4-bit NF4 with double quantisation; compute in ``hp.compute_dtype``."""
+    import torch
+    from transformers import BitsAndBytesConfig
+
+    return BitsAndBytesConfig(
+        load_in_4bit=True,
+        bnb_4bit_quant_type="nf4",
+        bnb_4bit_use_double_quant=True,
+        bnb_4bit_compute_dtype=getattr(torch, hp.compute_dtype),
+    )
+
+
+def build_sft_config(
+    hp: HyperParameters, plan: RunPlan, output_dir: Path, logging_dir: Path
+) -> SFTConfig:
+    """Trainer settings: TensorBoard logs in ``logging_dir``, checkpoints in ``output_dir``."""
+    from trl import SFTConfig
+
+    return SFTConfig(
+        output_dir=str(output_dir),
+        logging_dir=str(logging_dir),
+        report_to=["tensorboard"],
+        per_device_train_batch_size=hp.per_device_train_batch_size,
+        per_device_eval_batch_size=hp.per_device_train_batch_size,
+        auto_find_batch_size=hp.auto_find_batch_size,
+        max_seq_length=hp.max_seq_length,
+        packing=hp.packing,
+        # the chat template is the whole format: no extra BOS, as trl does for chat datasets
+        dataset_kwargs={"add_special_tokens": False},
+        num_train_epochs=hp.num_train_epochs,
+        max_steps=hp.max_steps,
+        learning_rate=hp.learning_rate,
+        optim=plan.optim,
+        gradient_checkpointing=hp.gradient_checkpointing,
+        gradient_checkpointing_kwargs={"use_reentrant": False},
+        logging_steps=hp.logging_steps,
+        logging_first_step=True,
+        eval_strategy="steps",
+        eval_steps=hp.logging_steps,
+        save_strategy="steps",
+        save_steps=hp.logging_steps,
+        save_total_limit=2,
+        seed=hp.seed,
+        use_cpu=not plan.use_cuda,
+    )
+
+
+def split_validation(conversations: list[Conversation], hp: HyperParameters) -> dict[str, Dataset]:
+    """Hold out ``validation_fraction`` of the rows (at least one) as the ``eval_dataset``."""
+    from datasets import Dataset
+
+    if len(conversations) < 2:
+        raise StepError(
+            f"the train dataset has {len(conversations)} conversation(s): need at least 2 "
+            "(one to train on, one to validate)"
+        )
+    n_eval = max(1, round(len(conversations) * hp.validation_fraction))
+    split = Dataset.from_list(conversations).train_test_split(test_size=n_eval, seed=hp.seed)
+    return {"train": split["train"], "validation": split["test"]}
+
+
+def check_base_model(base_model: str) -> None:
+    """A local base model must be a directory with a ``config.json``; else it is a hub id."""
+    path = Path(base_model)
+    if path.is_dir():
+        if not (path / "config.json").is_file():
+            raise StepError(f"base model directory {base_model} has no config.json")
+    elif path.exists() or base_model.startswith((".", "/", "~")):
+        raise StepError(f"base model directory {base_model} does not exist")
+
+
+def load_model(
+    base_model: str, hp: HyperParameters, plan: RunPlan
+) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+    """Base model (4-bit where planned) + tokenizer, wrapped with a fresh LoRA adapter."""
+    import torch
+    from peft import get_peft_model, prepare_model_for_kbit_training
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(base_model)
+    except OSError as error:
+        raise StepError(f"cannot load base model {base_model}: {error}") from error
+    if tokenizer.pad_token in (None, tokenizer.eos_token) and tokenizer.unk_token is not None:
+        # as in the article: a pad token distinct from EOS, so EOS is not masked out of the labels
+        tokenizer.pad_token = tokenizer.unk_token
+    tokenizer.padding_side = "right"
+    model = AutoModelForCausalLM.from_pretrained(
+        base_model,
+        quantization_config=build_bnb_config(hp) if plan.use_4bit else None,
+        torch_dtype=getattr(torch, hp.compute_dtype) if plan.use_cuda else torch.float32,
+        device_map={"": 0} if plan.use_cuda else None,
+    )
+    model.config.use_cache = False  # incompatible with gradient checkpointing
+    if plan.use_4bit:
+        model = prepare_model_for_kbit_training(
+            model,
+            use_gradient_checkpointing=hp.gradient_checkpointing,
+            gradient_checkpointing_kwargs={"use_reentrant": False},
+        )
+    model = get_peft_model(model, build_lora_config(hp))
+    return model, tokenizer
+
+
+def count_parameters(model: Any) -> tuple[int, int]:
+    """(trainable, total) parameters; 4-bit weights count as their unpacked size."""
+    trainable = total = 0
+    for parameter in model.parameters():
+        count = parameter.numel()
+        if parameter.__class__.__name__ == "Params4bit":
+            count *= 2  # two 4-bit values per stored byte
+        total += count
+        if parameter.requires_grad:
+            trainable += count
+    return trainable, total
+
+
+def check_only_lora_trainable(model: Any) -> None:
+    """The base stays frozen: every trainable parameter must belong to a LoRA adapter."""
+    frozen_leak = [n for n, p in model.named_parameters() if p.requires_grad and "lora_" not in n]
+    if frozen_leak:
+        raise RuntimeError(f"base parameters are trainable (LoRA set-up bug): {frozen_leak[:3]}")
+
+
+def chat_formatter(tokenizer: PreTrainedTokenizerBase) -> Any:
+    """trl formatting function: the tokenizer's chat template, per example or per batch."""
+
+    def format_messages(examples: dict[str, Any]) -> str | list[str]:
+        messages = examples["messages"]
+        if messages and isinstance(messages[0], dict):
+            return str(tokenizer.apply_chat_template(messages, tokenize=False))
+        return [str(tokenizer.apply_chat_template(m, tokenize=False)) for m in messages]
+
+    return format_messages
+
+
+def _peak_memory_mb(use_cuda: bool) -> float:
+    if use_cuda:
+        import torch
+
+        return torch.cuda.max_memory_allocated() / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
+
+
+def _close_tensorboard(trainer: Any) -> None:
+    """Flush and close TensorBoard writers (evaluate() after train() reopens one)."""
+    from transformers.integrations import TensorBoardCallback
+
+    for callback in trainer.callback_handler.callbacks:
+        if isinstance(callback, TensorBoardCallback) and callback.tb_writer is not None:
+            callback.tb_writer.close()
+            callback.tb_writer = None
+
+
+@dataclass(frozen=True)
+class FineTuneResult:
+    """Scalar metrics (Metrics artifact), model metadata, and the trained model in memory."""
+
+    metrics: dict[str, float]
+    model_metadata: dict[str, Any]
+    model: Any
+
+
+def fine_tune(
+    train_path: Path,
+    model_output: Path,
+    metrics_output: Path,
+    *,
+    base_model: str,
+    hp: HyperParameters,
+    checkpoint_dir: Path | None = None,
+) -> FineTuneResult:
+    """Train a LoRA adapter on ``train_path``; write the Model and Metrics outputs or neither."""
+    import torch
+    from transformers.trainer_utils import get_last_checkpoint
+    from trl import SFTTrainer
+
+    hp.validate()
+    plan = plan_run(hp, torch.cuda.is_available())
+    check_base_model(base_model)
+    datasets = split_validation(read_conversations(train_path), hp)
+    logger.info(
+        "training on %d conversations, validating on %d; hyper-parameters: %s",
+        len(datasets["train"]),
+        len(datasets["validation"]),
+        hp.as_dict(),
+    )
+    with timed("loading the base model"):
+        model, tokenizer = load_model(base_model, hp, plan)
+    check_only_lora_trainable(model)
+    trainable, total = count_parameters(model)
+    logger.info(
+        "trainable parameters: %d of %d (%.2f%%)", trainable, total, 100 * trainable / total
+    )
+    checkpoints = checkpoint_dir or model_output.with_name(f"{model_output.name}-checkpoints")
+    with staged_outputs(model_output, metrics_output) as (model_stage, metrics_stage):
+        metrics_stage.mkdir()
+        try:
+            trainer = SFTTrainer(
+                model=model,
+                args=build_sft_config(hp, plan, checkpoints, metrics_stage / "tensorboard"),
+                train_dataset=datasets["train"],
+                eval_dataset=datasets["validation"],
+                processing_class=tokenizer,
+                formatting_func=chat_formatter(tokenizer),
+            )
+        except ValueError as error:
+            if "packed sequence" not in str(error):
+                raise
+            raise StepError(
+                f"too little text to pack into sequences of {hp.max_seq_length} tokens: "
+                "use more rows, a larger validation_fraction, or --packing false"
+            ) from error
+        resume = get_last_checkpoint(str(checkpoints)) if checkpoints.is_dir() else None
+        if resume:
+            # transformers 4.46 + torch >= 2.6: the RNG state needs a full (not weights-only) load
+            os.environ["TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD"] = "1"
+            logger.info("resuming from checkpoint %s", resume)
+        with timed("training"):
+            train_output = trainer.train(resume_from_checkpoint=resume)
+        eval_metrics = trainer.evaluate()
+        _close_tensorboard(trainer)
+        metrics = {
+            "train_loss": float(train_output.training_loss),
+            "eval_loss": float(eval_metrics["eval_loss"]),
+            "train_runtime_s": float(train_output.metrics["train_runtime"]),
+            "train_samples_per_second": float(train_output.metrics["train_samples_per_second"]),
+            "train_steps": float(train_output.global_step),
+            "trainable_params": float(trainable),
+            "total_params": float(total),
+            "trainable_percent": 100.0 * trainable / total,
+            "peak_memory_mb": _peak_memory_mb(plan.use_cuda),
+            **hp.numeric(),
+        }
+        for name in ("train_loss", "eval_loss"):
+            if not math.isfinite(metrics[name]):
+                logger.warning("%s is %s: training diverged", name, metrics[name])
+        trainer.model.save_pretrained(model_stage)
+        tokenizer.save_pretrained(model_stage)
+        model_metadata = {
+            **hp.as_dict(),
+            "base_model": base_model,
+            "adapter": "lora",
+            "quantized_4bit": plan.use_4bit,
+            "optim": plan.optim,  # as used: adamw_torch where the 8-bit optimizer needs CUDA
+        }
+        (model_stage / "hyperparameters.json").write_text(json.dumps(model_metadata, indent=2))
+        (model_stage / "training_metrics.json").write_text(json.dumps(metrics, indent=2))
+        (metrics_stage / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    shutil.rmtree(checkpoints, ignore_errors=True)  # the run finished: nothing left to resume
+    logger.info("saved the LoRA adapter to %s, metrics to %s", model_output, metrics_output)
+    return FineTuneResult(metrics=metrics, model_metadata=model_metadata, model=trainer.model)

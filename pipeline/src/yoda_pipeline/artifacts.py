@@ -1,0 +1,69 @@
+"""Fetch a run's artifacts for a person to look at: TensorBoard event files, from disk or GCS."""
+
+from __future__ import annotations
+
+import logging
+import shutil
+from pathlib import Path, PurePosixPath
+
+from yoda_step_io import StepError, staged_outputs
+from yoda_step_io.gcs import download_prefix
+
+logger = logging.getLogger(__name__)
+
+FINE_TUNING_TASK = "fine-tuning-component"
+EVENT_PREFIX = "events.out.tfevents."
+
+
+def latest_local_run(runs_dir: Path) -> Path:
+    """The newest ``run-*`` folder of ``make run-local``."""
+    runs = sorted(runs_dir.glob("run-*"))
+    if not runs:
+        raise StepError(f"no local runs under {runs_dir}: run `make run-local` first")
+    return runs[-1]
+
+
+def fine_tuning_metrics_location(source: str) -> str:
+    """The fine-tuning Metrics artifact behind ``source``.
+
+    ``source`` is that artifact itself (a ``gs://`` URI or a local directory) or a local run folder.
+    """
+    if source.startswith("gs://"):
+        return source.rstrip("/")
+    path = Path(source)
+    if not path.is_dir():
+        raise StepError(f"{source} is neither a gs:// URI nor a local directory")
+    found = sorted(path.glob(f"outputs/*/{FINE_TUNING_TASK}/metrics"))
+    return str(found[-1]) if found else str(path)
+
+
+def _is_event_file(relative: str) -> bool:
+    return PurePosixPath(relative).name.startswith(EVENT_PREFIX)
+
+
+def fetch_tensorboard_logs(source: str, logs_dir: Path) -> Path:
+    """Copy the TensorBoard event files of a fine-tuning run into ``logs_dir/<run name>``.
+
+    Returns:
+        The folder written (replaced if it existed).
+
+    Raises:
+        StepError: the source does not exist or holds no event file.
+    """
+    location = fine_tuning_metrics_location(source)
+    parts = PurePosixPath(location.removeprefix("gs://")).parts
+    # .../<pipeline run>/<task>/metrics: name the folder after the run, so runs sit side by side
+    destination = logs_dir / (parts[-3] if len(parts) >= 3 else parts[-1])
+    if location.startswith("gs://"):
+        download_prefix(location, destination, keep=_is_event_file)
+        return destination
+    events = sorted(p for p in Path(location).rglob(f"{EVENT_PREFIX}*") if p.is_file())
+    if not events:
+        raise StepError(f"no TensorBoard event files under {location}")
+    with staged_outputs(destination) as (staging,):
+        for event in events:
+            target = staging / event.relative_to(location)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(event, target)
+    logger.info("copied %d event file(s) from %s to %s", len(events), location, destination)
+    return destination

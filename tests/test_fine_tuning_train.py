@@ -1,0 +1,242 @@
+"""A real (short) CPU fine-tuning run on the tiny Phi-3 model, and bad inputs to the step."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import math
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from yoda_fine_tuning import train as train_module
+from yoda_fine_tuning.cli import main
+from yoda_fine_tuning.hyperparams import HyperParameters
+from yoda_fine_tuning.train import FineTuneResult, fine_tune
+from yoda_step_io import StepError
+
+QUICK = HyperParameters(
+    quantization="auto", max_steps=4, logging_steps=2, learning_rate=1e-2, num_train_epochs=1
+)
+
+
+@pytest.fixture(scope="module")
+def trained(
+    tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path, sample_train_jsonl: Path
+) -> tuple[FineTuneResult, Path]:
+    out = tmp_path_factory.mktemp("fine-tuned")
+    result = fine_tune(
+        sample_train_jsonl, out / "model", out / "metrics", base_model=str(tiny_model_dir), hp=QUICK
+    )
+    return result, out
+
+
+def test_lora_weights_change_and_base_weights_do_not(
+    trained: tuple[FineTuneResult, Path], tiny_model_dir: Path
+) -> None:
+    import torch
+    from safetensors.torch import load_file
+
+    result, _ = trained
+    base = load_file(str(tiny_model_dir / "model.safetensors"))
+    lora_b = {n: p for n, p in result.model.named_parameters() if "lora_B" in n}
+    assert lora_b, "no LoRA parameters in the trained model"
+    assert all(p.abs().sum() > 0 for p in lora_b.values()), "lora_B starts at 0 and must move"
+    checked = 0
+    for name, parameter in result.model.named_parameters():
+        if "lora_" in name:
+            continue
+        key = name.removeprefix("base_model.model.").replace(".base_layer", "")
+        assert torch.equal(parameter.detach().cpu(), base[key]), f"base weight {key} changed"
+        checked += 1
+    assert checked == len(base)
+
+
+def test_adapter_reloads_with_peft_and_gives_the_same_logits(
+    trained: tuple[FineTuneResult, Path], tiny_model_dir: Path
+) -> None:
+    import torch
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    result, out = trained
+    model_dir = out / "model"
+    assert {"adapter_config.json", "adapter_model.safetensors", "tokenizer.json",
+            "hyperparameters.json"} <= {p.name for p in model_dir.iterdir()}  # fmt: skip
+    config = json.loads((model_dir / "adapter_config.json").read_text())
+    assert config["base_model_name_or_path"] == str(tiny_model_dir)
+    assert config["r"] == 8 and set(config["target_modules"]) == set(QUICK.target_modules)
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    reloaded = PeftModel.from_pretrained(
+        AutoModelForCausalLM.from_pretrained(tiny_model_dir), model_dir
+    ).eval()
+    inputs = tokenizer("<|user|>\nThe Force is strong.<|end|>\n", return_tensors="pt")
+    with torch.no_grad():
+        expected = result.model.eval()(**inputs).logits
+        actual = reloaded(**inputs).logits
+    assert torch.allclose(expected, actual, atol=1e-5)
+
+
+def test_tensorboard_event_files_hold_the_losses(trained: tuple[FineTuneResult, Path]) -> None:
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    _, out = trained
+    event_files = list((out / "metrics").rglob("events.out.tfevents.*"))
+    assert event_files
+    tags: set[str] = set()
+    for event_file in event_files:
+        accumulator = EventAccumulator(str(event_file))
+        accumulator.Reload()
+        tags |= set(accumulator.Tags()["scalars"])
+    assert {"train/loss", "eval/loss"} <= tags
+
+
+def test_metrics_are_finite_and_complete(trained: tuple[FineTuneResult, Path]) -> None:
+    result, out = trained
+    metrics = result.metrics
+    for name in ("train_loss", "eval_loss", "train_runtime_s", "train_samples_per_second",
+                 "peak_memory_mb"):  # fmt: skip
+        assert math.isfinite(metrics[name]) and metrics[name] > 0, name
+    assert metrics["train_steps"] == 4
+    assert 0 < metrics["trainable_params"] < metrics["total_params"]
+    assert metrics["hp_lora_r"] == 8 and metrics["hp_learning_rate"] == 1e-2
+    assert json.loads((out / "metrics" / "metrics.json").read_text()) == metrics
+    assert result.model_metadata["optim"] == "adamw_torch"
+    assert result.model_metadata["quantized_4bit"] is False
+    assert not (out / "model-checkpoints").exists(), "checkpoints are removed after success"
+
+
+def test_cli_reports_metrics_and_model_metadata_to_kfp(
+    tmp_path: Path, tiny_model_dir: Path, sample_train_jsonl: Path
+) -> None:
+    output_file = tmp_path / "executor_output.json"
+    executor_input = {
+        "outputs": {
+            "artifacts": {
+                "model": {"artifacts": [{"name": "model", "uri": "gs://b/model"}]},
+                "metrics": {"artifacts": [{"name": "metrics", "uri": "gs://b/metrics"}]},
+            },
+            "outputFile": str(output_file),
+        }
+    }
+    main([
+        "--train-dataset", str(sample_train_jsonl), "--base-model", str(tiny_model_dir),
+        "--model-output", str(tmp_path / "model"), "--metrics-output", str(tmp_path / "metrics"),
+        "--quantization", "auto", "--max-steps", "1",
+        "--executor-input", json.dumps(executor_input),
+    ])  # fmt: skip
+    artifacts = json.loads(output_file.read_text())["artifacts"]
+    metrics = artifacts["metrics"]["artifacts"][0]["metadata"]
+    model = artifacts["model"]["artifacts"][0]["metadata"]
+    assert math.isfinite(metrics["train_loss"]) and math.isfinite(metrics["eval_loss"])
+    assert metrics["train_steps"] == 1
+    assert model["base_model"] == str(tiny_model_dir) and model["lora_r"] == 8
+
+
+def test_resumes_from_a_checkpoint(
+    tmp_path: Path,
+    tiny_model_dir: Path,
+    sample_train_jsonl: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A preempted run (checkpoints left behind) resumes where it stopped."""
+    monkeypatch.delenv("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", raising=False)  # restored afterwards
+    checkpoints = tmp_path / "checkpoints"
+    hp = dataclasses.replace(QUICK, max_steps=2, logging_steps=1)
+    with monkeypatch.context() as patch:  # keep the checkpoints, as a preempted run would
+        patch.setattr(train_module.shutil, "rmtree", lambda *a, **k: None)
+        fine_tune(sample_train_jsonl, tmp_path / "m1", tmp_path / "x1",
+                  base_model=str(tiny_model_dir), hp=hp, checkpoint_dir=checkpoints)  # fmt: skip
+    assert (checkpoints / "checkpoint-2").is_dir()
+    with caplog.at_level(logging.INFO):
+        result = fine_tune(
+            sample_train_jsonl, tmp_path / "m2", tmp_path / "x2", base_model=str(tiny_model_dir),
+            hp=dataclasses.replace(hp, max_steps=4), checkpoint_dir=checkpoints,
+        )  # fmt: skip
+    assert f"resuming from checkpoint {checkpoints / 'checkpoint-2'}" in caplog.text
+    assert result.metrics["train_steps"] == 4
+    assert not checkpoints.exists()
+
+
+def write_lines(path: Path, lines: list[Any]) -> Path:
+    path.write_text("".join((x if isinstance(x, str) else json.dumps(x)) + "\n" for x in lines))
+    return path
+
+
+@pytest.mark.parametrize(
+    ("lines", "message"),
+    [
+        ([], "is empty"),
+        ([{"text": "hello"}], 'line 1: expected {"messages"'),
+        ([{"messages": [{"role": "user", "content": "hi"}]}], "needs a user and an assistant"),
+        ([{"messages": [{"role": "bot", "content": "hi"}]}], "every message needs a role"),
+        (["not json"], "line 1: not valid JSON"),
+        (
+            [
+                {
+                    "messages": [
+                        {"role": "user", "content": "a"},
+                        {"role": "assistant", "content": "b"},
+                    ]
+                }
+            ],
+            "need at least 2",
+        ),
+    ],
+    ids=["empty", "not-messages", "no-assistant", "bad-role", "not-json", "one-row"],
+)
+def test_bad_datasets_fail_clearly_without_output(
+    tmp_path: Path, tiny_model_dir: Path, lines: list[Any], message: str
+) -> None:
+    data = write_lines(tmp_path / "train.jsonl", lines)
+    with pytest.raises(StepError) as error:
+        fine_tune(data, tmp_path / "model", tmp_path / "metrics",
+                  base_model=str(tiny_model_dir), hp=QUICK)  # fmt: skip
+    assert message in str(error.value)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["train.jsonl"]
+
+
+def test_missing_base_model_dir(tmp_path: Path, sample_train_jsonl: Path) -> None:
+    with pytest.raises(StepError, match=r"base model directory .* does not exist"):
+        fine_tune(sample_train_jsonl, tmp_path / "model", tmp_path / "metrics",
+                  base_model=str(tmp_path / "nope"), hp=QUICK)  # fmt: skip
+
+
+def test_tiny_model_is_deterministic(tmp_path: Path, tiny_model_dir: Path) -> None:
+    from yoda_fine_tuning.tiny_model import make_tiny_model
+
+    again = make_tiny_model(tmp_path / "again")
+    for name in ("model.safetensors", "tokenizer.json", "config.json"):
+        assert (again / name).read_bytes() == (tiny_model_dir / name).read_bytes(), name
+
+
+def test_tiny_model_has_phi3_tokens_and_template(tiny_model_dir: Path) -> None:
+    from transformers import AutoConfig, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
+    assert AutoConfig.from_pretrained(tiny_model_dir).model_type == "phi3"
+    for token in ("<|user|>", "<|assistant|>", "<|end|>", "<|endoftext|>"):
+        assert tokenizer.convert_tokens_to_ids(token) != tokenizer.unk_token_id, token
+    prompt = tokenizer.apply_chat_template(
+        [{"role": "user", "content": "Hi"}], tokenize=False, add_generation_prompt=True
+    )
+    assert prompt == "<|user|>\nHi<|end|>\n<|assistant|>\n"
+
+
+@pytest.mark.gpu
+def test_qlora_4bit_on_gpu(tmp_path: Path, tiny_model_dir: Path, sample_train_jsonl: Path) -> None:
+    import torch
+
+    if not torch.cuda.is_available():
+        pytest.skip("needs a CUDA GPU: 4-bit quantisation (bitsandbytes) has no CPU path")
+    hp = dataclasses.replace(QUICK, quantization="4bit", optim="paged_adamw_8bit")
+    result = fine_tune(sample_train_jsonl, tmp_path / "model", tmp_path / "metrics",
+                       base_model=str(tiny_model_dir), hp=hp)  # fmt: skip
+    assert result.model_metadata["quantized_4bit"] is True
+    assert math.isfinite(result.metrics["train_loss"]) and math.isfinite(
+        result.metrics["eval_loss"]
+    )
+    assert any(p.__class__.__name__ == "Params4bit" for p in result.model.parameters())
