@@ -65,6 +65,19 @@ compile: install ## Compile the pipeline to $(PIPELINE_YAML) against $(IMAGE_LOC
 run-local: install ## Compile and run the pipeline offline (KFP local runner); RAW_DATA=… to override
 	$(UV) run --frozen yoda-pipeline run-local $(RUN_FLAGS)
 
+.PHONY: bench
+bench: install ## Run the benchmarks (figures recorded in benchmarks/RESULTS.md)
+	$(UV) run --frozen python benchmarks/bench_inference.py
+
+# `make predict TEXT="The Force is strong with you."` (MODEL default: the latest local run's model)
+MODEL ?= $(lastword $(sort $(wildcard local_runs/run-*/outputs/*/fine-tuning-component/model)))
+TEXT ?= The Force is strong with you.
+
+.PHONY: predict
+predict: install ## Answer TEXT with a run's model (MODEL=gs://…/model or a local dir; default latest local)
+	@test -n "$(MODEL)" || { echo "error: no MODEL given and no local run found: run make run-local first" >&2; exit 2; }
+	$(UV) run --frozen yoda-predict "$(MODEL)" "$(TEXT)"
+
 .PHONY: tiny-model
 tiny-model: install ## Generate the tiny offline Phi-3 model in build/tiny-phi3 (run-local does it too)
 	$(UV) run --frozen yoda-make-tiny-model build/tiny-phi3

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
 import subprocess
@@ -22,7 +23,17 @@ FULL_DATASET = REPO_ROOT.parent / "shared" / "data" / "yoda_sentences.csv"
 HEADER = "sentence,translation,translation_extra\n"
 
 
-@pytest.fixture
+@pytest.fixture(autouse=True)
+def _restore_root_logging() -> Iterator[None]:
+    """In-process CLI calls install a stderr handler; drop it with the test's captured stderr."""
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
+
+
+@pytest.fixture(scope="session")
 def sample_csv() -> Path:
     from yoda_pipeline.settings import sample_data_path
 
@@ -46,6 +57,28 @@ def sample_train_jsonl(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("sample-splits")
     transform(str(sample_data_path()), out / "train.jsonl", out / "test.jsonl")
     return out / "train.jsonl"
+
+
+@pytest.fixture(scope="session")
+def sample_test_jsonl(sample_train_jsonl: Path) -> Path:
+    """The data step's test split of the embedded sample (5 conversations)."""
+    return sample_train_jsonl.with_name("test.jsonl")
+
+
+@pytest.fixture(scope="session")
+def tuned_model_dir(
+    tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path, sample_train_jsonl: Path
+) -> Path:
+    """A Model artifact from a short real fine-tuning of the tiny model (adapter + tokenizer)."""
+    from yoda_fine_tuning.hyperparams import HyperParameters
+    from yoda_fine_tuning.train import fine_tune
+
+    out = tmp_path_factory.mktemp("tuned")
+    hp = HyperParameters(quantization="auto", max_steps=3, learning_rate=5e-2)
+    fine_tune(
+        sample_train_jsonl, out / "model", out / "metrics", base_model=str(tiny_model_dir), hp=hp
+    )
+    return out / "model"
 
 
 @pytest.fixture

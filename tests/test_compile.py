@@ -52,7 +52,20 @@ def test_tasks_have_display_names(compiled: dict[str, Any]) -> None:
     assert names == {
         "data-transformation-component": "Data transformation",
         "fine-tuning-component": "Fine-tuning (QLoRA)",
+        "inference-component": "Inference",
     }
+
+
+def test_inference_gets_a_gpu_the_model_and_the_test_split(compiled: dict[str, Any]) -> None:
+    executor = compiled["deploymentSpec"]["executors"]["exec-inference-component"]["container"]
+    assert executor["resources"]["accelerator"]["resourceType"] == "NVIDIA_TESLA_T4"
+    assert executor["resources"]["resourceCpuLimit"] == "16"
+    assert executor["command"] == ["yoda-inference"]
+    inputs = compiled["root"]["dag"]["tasks"]["inference-component"]["inputs"]["artifacts"]
+    assert inputs["model"]["taskOutputArtifact"] == {
+        "outputArtifactKey": "model", "producerTask": "fine-tuning-component"}  # fmt: skip
+    assert inputs["test_dataset"]["taskOutputArtifact"] == {
+        "outputArtifactKey": "test", "producerTask": "data-transformation-component"}  # fmt: skip
 
 
 def test_fine_tuning_gets_a_gpu_and_the_train_split(compiled: dict[str, Any]) -> None:

@@ -1,9 +1,15 @@
-"""The compiled pipeline run end to end by KFP's local runner (subprocesses, no Docker)."""
+"""The compiled pipeline run end to end by KFP's local runner (subprocesses, no Docker).
+
+Two full runs are shared by the tests of this module: the offline default (``run_local``), and
+one through the CLI with overrides (raw data from ``gs://``, another target column, ``--set``).
+"""
 
 from __future__ import annotations
 
+import csv
 import json
 import math
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +20,7 @@ from yoda_pipeline.offline import ensure_tiny_model, offline_settings, run_local
 from yoda_pipeline.settings import LOCAL_IMAGE_LOCK, PipelineSettings
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-QUICK = ["--set", "max_steps=2"]
+LOCK = str(REPO_ROOT / LOCAL_IMAGE_LOCK)
 
 
 def task_dir(run_dir: Path, task: str) -> Path:
@@ -32,20 +38,45 @@ def output_metadata(task: Path, output: str) -> dict[str, Any]:
     return metadata
 
 
-@pytest.fixture
-def local_settings(
-    tmp_path: Path, tiny_model_dir: Path, monkeypatch: pytest.MonkeyPatch
-) -> PipelineSettings:
-    monkeypatch.setenv("YODA_TINY_MODEL_DIR", str(tiny_model_dir))
-    return PipelineSettings(
-        image_lock=REPO_ROOT / LOCAL_IMAGE_LOCK, local_runs_dir=tmp_path / "runs", max_steps=3
-    )
+@pytest.fixture(scope="module")
+def offline_env(tiny_model_dir: Path, gcs_emulator_host: str) -> Iterator[None]:
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("YODA_TINY_MODEL_DIR", str(tiny_model_dir))
+        patch.setenv("STORAGE_EMULATOR_HOST", gcs_emulator_host)
+        yield
 
 
-def test_local_run_writes_every_artifact(local_settings: PipelineSettings) -> None:
-    run_dir = run_local(local_settings)
-    assert (run_dir / "pipeline.yaml").is_file()
-    data = task_dir(run_dir, "data-transformation-component")
+@pytest.fixture(scope="module")
+def runs_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("local-runs")
+
+
+@pytest.fixture(scope="module")
+def default_run(offline_env: None, runs_dir: Path) -> Path:
+    settings = PipelineSettings(image_lock=Path(LOCK), local_runs_dir=runs_dir, max_steps=3)
+    return run_local(settings)
+
+
+@pytest.fixture(scope="module")
+def override_run(offline_env: None, runs_dir: Path, default_run: Path, sample_csv: Path) -> Path:
+    from yoda_step_io.gcs import storage_client
+
+    client = storage_client()
+    bucket = client.bucket("yoda-local-run")
+    if not bucket.exists():
+        client.create_bucket("yoda-local-run")
+    bucket.blob("raw.csv").upload_from_filename(str(sample_csv))
+    main(["run-local", "--image-lock", LOCK, "--runs-dir", str(runs_dir),
+          "--raw-data-uri", "gs://yoda-local-run/raw.csv", "--target-column", "translation",
+          "--test-fraction", "0.5", "--set", "lora_r=4", "--set", "max_steps=2",
+          "--set", "max_new_tokens=3"])  # fmt: skip
+    (run,) = set(runs_dir.iterdir()) - {default_run}
+    return run
+
+
+def test_data_step_outputs(default_run: Path) -> None:
+    assert (default_run / "pipeline.yaml").is_file()
+    data = task_dir(default_run, "data-transformation-component")
     train, test = read_jsonl(data / "train"), read_jsonl(data / "test")
     assert (len(train), len(test)) == (43, 5)
     assert train[0]["messages"][0]["role"] == "user"
@@ -53,19 +84,47 @@ def test_local_run_writes_every_artifact(local_settings: PipelineSettings) -> No
     assert meta["rows"] == 5 and meta["rows_read"] == 48
     assert meta["source"].endswith("yoda_sample.csv")
 
-    tuned = task_dir(run_dir, "fine-tuning-component")
+
+def test_fine_tuning_outputs(default_run: Path, tiny_model_dir: Path) -> None:
+    tuned = task_dir(default_run, "fine-tuning-component")
     assert (tuned / "model" / "adapter_model.safetensors").is_file()
     assert list((tuned / "metrics").rglob("events.out.tfevents.*"))
     metrics = output_metadata(tuned, "metrics")
     assert metrics["train_steps"] == 3
     assert math.isfinite(metrics["train_loss"]) and math.isfinite(metrics["eval_loss"])
     model_meta = output_metadata(tuned, "model")
-    assert model_meta["base_model"] == str(local_settings.tiny_model_dir.resolve())
+    assert model_meta["base_model"] == str(tiny_model_dir.resolve())
     assert model_meta["quantization"] == "auto"
 
 
+def test_inference_outputs(default_run: Path) -> None:
+    test = read_jsonl(task_dir(default_run, "data-transformation-component") / "test")
+    inference = task_dir(default_run, "inference-component")
+    with (inference / "predictions").open(encoding="utf-8", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert list(rows[0]) == ["user_input", "reference", "extracted_response"]
+    assert [r["user_input"] for r in rows] == [t["messages"][0]["content"] for t in test]
+    assert [r["reference"] for r in rows] == [t["messages"][1]["content"] for t in test]
+    predictions_meta = output_metadata(inference, "predictions")
+    assert predictions_meta["rows"] == 5 and predictions_meta["samples_per_second"] > 0
+
+
+def test_each_run_has_its_own_folder_and_cli_overrides_apply(
+    default_run: Path, override_run: Path, runs_dir: Path
+) -> None:
+    assert sorted(runs_dir.iterdir()) == sorted([default_run, override_run])
+    test = read_jsonl(task_dir(override_run, "data-transformation-component") / "test")
+    assert len(test) == 24
+    assert all(not r["messages"][1]["content"].endswith("hrrrm.") for r in test)
+    tuned = task_dir(override_run, "fine-tuning-component")
+    assert json.loads((tuned / "model" / "adapter_config.json").read_text())["r"] == 4
+    assert output_metadata(tuned, "metrics")["train_steps"] == 2
+    predictions = task_dir(override_run, "inference-component")
+    assert output_metadata(predictions, "predictions")["max_new_tokens"] == 3
+
+
 def test_offline_settings_fill_in_only_what_is_unset(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, tiny_model_dir: Path
+    monkeypatch: pytest.MonkeyPatch, tiny_model_dir: Path
 ) -> None:
     monkeypatch.setenv("YODA_TINY_MODEL_DIR", str(tiny_model_dir))
     filled = offline_settings(PipelineSettings())
@@ -78,37 +137,6 @@ def test_offline_settings_fill_in_only_what_is_unset(
 def test_tiny_model_is_generated_when_missing(tmp_path: Path) -> None:
     generated = ensure_tiny_model(tmp_path / "tiny")
     assert (generated / "config.json").is_file() and (generated / "tokenizer.json").is_file()
-
-
-def test_each_run_gets_its_own_folder_and_cli_overrides(
-    tmp_path: Path,
-    gcs: Any,
-    sample_csv: Path,
-    tiny_model_dir: Path,
-    monkeypatch: pytest.MonkeyPatch,
-    capsys: pytest.CaptureFixture[str],
-) -> None:
-    monkeypatch.setenv("YODA_TINY_MODEL_DIR", str(tiny_model_dir))
-    if not gcs.bucket("yoda-local-run").exists():
-        gcs.create_bucket("yoda-local-run")
-    gcs.bucket("yoda-local-run").blob("raw.csv").upload_from_filename(str(sample_csv))
-    runs = tmp_path / "runs"
-    args = ["run-local", "--image-lock", str(REPO_ROOT / LOCAL_IMAGE_LOCK), "--runs-dir", str(runs)]
-    main([*args, *QUICK, "--raw-data-uri", "gs://yoda-local-run/raw.csv",
-          "--target-column", "translation", "--test-fraction", "0.5",
-          "--set", "lora_r=4"])  # fmt: skip
-    main([*args, *QUICK])
-    run_dirs = sorted(runs.iterdir())
-    assert len(run_dirs) == 2
-    first = task_dir(run_dirs[0], "data-transformation-component")
-    assert len(read_jsonl(first / "test")) == 24
-    assert all(
-        not r["messages"][1]["content"].endswith("hrrrm.") for r in read_jsonl(first / "test")
-    )
-    tuned = task_dir(run_dirs[0], "fine-tuning-component")
-    assert json.loads((tuned / "model" / "adapter_config.json").read_text())["r"] == 4
-    printed = capsys.readouterr().out
-    assert f"data-transformation-component/train: {first / 'train'}" in printed
 
 
 def test_set_refuses_unknown_parameters(capsys: pytest.CaptureFixture[str]) -> None:
@@ -124,8 +152,7 @@ def test_failed_task_stops_the_run_without_outputs(
 ) -> None:  # fmt: skip
     monkeypatch.setenv("YODA_TINY_MODEL_DIR", str(tiny_model_dir))
     with pytest.raises(SystemExit) as exit_info:
-        main(["run-local", "--image-lock", str(REPO_ROOT / LOCAL_IMAGE_LOCK),
-              "--runs-dir", str(tmp_path / "runs"),
+        main(["run-local", "--image-lock", LOCK, "--runs-dir", str(tmp_path / "runs"),
               "--raw-data-uri", str(tmp_path / "nope.csv")])  # fmt: skip
     assert exit_info.value.code == 1
     captured = capsys.readouterr()

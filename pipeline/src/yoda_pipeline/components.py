@@ -22,6 +22,7 @@ class StepComponents:
 
     data_transformation: BaseComponent
     fine_tuning: BaseComponent
+    inference: BaseComponent
 
 
 def build_components(lock: ImageLock) -> StepComponents:
@@ -102,7 +103,42 @@ def build_components(lock: ImageLock) -> StepComponents:
             ],
         )  # fmt: skip
 
+    inference_image = lock.image("inference")
+
+    @dsl.container_component
+    def inference_component(
+        model: Input[Model],
+        test_dataset: Input[Dataset],
+        quantization: str,
+        compute_dtype: str,
+        batch_size: int,
+        max_new_tokens: int,
+        do_sample: bool,
+        temperature: float,
+        top_p: float,
+        predictions: Output[Dataset],
+    ) -> dsl.ContainerSpec:
+        """Batched generation on the test set -> ``user_input,reference,extracted_response`` CSV."""
+        return dsl.ContainerSpec(
+            image=inference_image,
+            command=["yoda-inference"],
+            args=[
+                "--model-dir", model.path,
+                "--test-dataset", test_dataset.path,
+                "--quantization", quantization,
+                "--compute-dtype", compute_dtype,
+                "--batch-size", batch_size,
+                "--max-new-tokens", max_new_tokens,
+                "--do-sample", do_sample,
+                "--temperature", temperature,
+                "--top-p", top_p,
+                "--predictions-output", predictions.path,
+                "--executor-input", dsl.PIPELINE_TASK_EXECUTOR_INPUT_PLACEHOLDER,
+            ],
+        )  # fmt: skip
+
     return StepComponents(
         data_transformation=data_transformation_component,
         fine_tuning=fine_tuning_component,
+        inference=inference_component,
     )

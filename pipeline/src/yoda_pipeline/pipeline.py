@@ -43,11 +43,17 @@ def build_pipeline(components: StepComponents, settings: PipelineSettings) -> An
         validation_fraction: float = settings.validation_fraction,
         training_seed: int = settings.training_seed,
         checkpoint_dir: str = settings.checkpoint_dir,
+        inference_batch_size: int = settings.inference_batch_size,
+        max_new_tokens: int = settings.max_new_tokens,
+        do_sample: bool = settings.do_sample,
+        temperature: float = settings.temperature,
+        top_p: float = settings.top_p,
     ) -> None:
         """The Yoda fine-tuning pipeline.
 
         1. Data transformation: raw CSV -> conversational train/test JSON Lines.
         2. Fine-tuning: LoRA adapter on a 4-bit Phi-3 base (GPU), TensorBoard logs and metrics.
+        3. Inference: batched generation on the test set (GPU) -> predictions CSV.
         """
         data = components.data_transformation(
             raw_data_uri=raw_data_uri,
@@ -75,5 +81,18 @@ def build_pipeline(components: StepComponents, settings: PipelineSettings) -> An
             checkpoint_dir=checkpoint_dir,
         ).set_display_name("Fine-tuning (QLoRA)")
         _gpu_task(fine_tuning, settings)
+
+        inference = components.inference(
+            model=fine_tuning.outputs["model"],
+            test_dataset=data.outputs["test"],
+            quantization=quantization,
+            compute_dtype=compute_dtype,
+            batch_size=inference_batch_size,
+            max_new_tokens=max_new_tokens,
+            do_sample=do_sample,
+            temperature=temperature,
+            top_p=top_p,
+        ).set_display_name("Inference")
+        _gpu_task(inference, settings)
 
     return model_training_pipeline

@@ -57,6 +57,13 @@ class PipelineSettings(BaseSettings):
     training_seed: int = 42
     checkpoint_dir: str = Field("", description="empty: beside the model artifact")
 
+    # Inference: greedy decoding by default; sampling knobs apply only with do_sample.
+    inference_batch_size: int = Field(16, gt=0)
+    max_new_tokens: int = Field(64, gt=0)
+    do_sample: bool = False
+    temperature: float = Field(1.0, gt=0.0)
+    top_p: float = Field(1.0, gt=0.0, le=1.0)
+
     # Resources of the GPU tasks on Vertex AI (the local runner ignores them).
     accelerator_type: str = "NVIDIA_TESLA_T4"
     accelerator_count: int = Field(1, gt=0)
@@ -84,6 +91,11 @@ class PipelineSettings(BaseSettings):
         "validation_fraction",
         "training_seed",
         "checkpoint_dir",
+        "inference_batch_size",
+        "max_new_tokens",
+        "do_sample",
+        "temperature",
+        "top_p",
     )
 
     def parameter_values(self) -> dict[str, Any]:

@@ -1,0 +1,3 @@
+from yoda_inference.cli import main
+
+main()

@@ -1,0 +1,81 @@
+"""``yoda-inference``: the inference step's console script (its image's command).
+
+By hand, on a CPU::
+
+    yoda-inference --model-dir out/model --test-dataset test.jsonl \
+        --predictions-output predictions.csv --quantization auto --batch-size 16
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Sequence
+from pathlib import Path
+
+from yoda_inference.model import QUANTIZATION_MODES
+from yoda_inference.predict import GenerationParameters, predict_test_set
+from yoda_step_io import load_executor_input, run_step, setup_logging, write_executor_output
+
+
+def parse_bool(text: str) -> bool:
+    lowered = text.strip().lower()
+    if lowered in ("true", "1", "yes"):
+        return True
+    if lowered in ("false", "0", "no"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="yoda-inference",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--model-dir", type=Path, required=True, help="LoRA adapter directory")
+    parser.add_argument("--test-dataset", type=Path, required=True, help="test JSONL (messages)")
+    parser.add_argument("--predictions-output", type=Path, required=True, help="CSV path")
+    parser.add_argument("--base-model", default="", help="default: the adapter config's base")
+    parser.add_argument("--quantization", default="4bit", help=", ".join(QUANTIZATION_MODES))
+    parser.add_argument("--compute-dtype", default="float16")
+    defaults = GenerationParameters()
+    parser.add_argument("--batch-size", type=int, default=defaults.batch_size)
+    parser.add_argument("--max-new-tokens", type=int, default=defaults.max_new_tokens)
+    parser.add_argument("--do-sample", type=parse_bool, default=defaults.do_sample)
+    parser.add_argument("--temperature", type=float, default=defaults.temperature)
+    parser.add_argument("--top-p", type=float, default=defaults.top_p)
+    parser.add_argument("--executor-input", default=None, help="KFP executor input JSON ({{$}})")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Parse flags, predict the test set, report throughput metadata to KFP."""
+    args = build_parser().parse_args(argv)
+    setup_logging()
+
+    def step() -> None:
+        executor_input = load_executor_input(args.executor_input)
+        params = GenerationParameters(
+            batch_size=args.batch_size,
+            max_new_tokens=args.max_new_tokens,
+            do_sample=args.do_sample,
+            temperature=args.temperature,
+            top_p=args.top_p,
+        )
+        params.validate()
+        result = predict_test_set(
+            args.model_dir,
+            args.test_dataset,
+            args.predictions_output,
+            params=params,
+            base_model=args.base_model,
+            quantization=args.quantization,
+            compute_dtype=args.compute_dtype,
+        )
+        write_executor_output(executor_input, {"predictions": result.metadata})
+
+    run_step(step)
+
+
+if __name__ == "__main__":
+    main()

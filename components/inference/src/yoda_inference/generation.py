@@ -1,0 +1,94 @@
+"""Prompting, generation and answer extraction (the course's functions), batched."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from typing import Any
+
+#: Tokens that end the assistant's turn: anything after them is not the answer.
+_TURN_END = re.compile(r"<\|end\|>|<\|endoftext\|>|<\|user\|>|<\|assistant\|>|<\|system\|>|</s>")
+#: Other special tokens that may leak into decoded text; removed where they stand.
+_OTHER_SPECIAL = re.compile(r"<\|[A-Za-z0-9_]+\|>|<s>|<unk>|<pad>")
+_ASSISTANT = "<|assistant|>"
+
+
+def build_prompt(tokenizer: Any, sentence: str) -> str:
+    """The chat template applied to one user turn, with the generation prompt.
+
+    For Phi-3 this is exactly ``<|user|>\\n{sentence}<|end|>\\n<|assistant|>\\n``.
+    """
+    return str(
+        tokenizer.apply_chat_template(
+            [{"role": "user", "content": sentence}], tokenize=False, add_generation_prompt=True
+        )
+    )
+
+
+def extract_response(model_output: str) -> str:
+    """The assistant's answer alone: no prompt, no special tokens, no later turns.
+
+    Takes the text after the first ``<|assistant|>`` (or the whole text if there is none), stops
+    at the first token that ends a turn (``<|end|>``, ``<|endoftext|>``, a new role, ``</s>``; a
+    missing end token is fine), drops any other special token and strips whitespace.
+    """
+    _, marker, after = model_output.partition(_ASSISTANT)
+    answer = after if marker else model_output
+    answer = _TURN_END.split(answer, maxsplit=1)[0]
+    return _OTHER_SPECIAL.sub("", answer).strip()
+
+
+def _stop_ids(model: Any, tokenizer: Any) -> list[int]:
+    configured = getattr(model.generation_config, "eos_token_id", None)
+    candidates = configured if isinstance(configured, list) else [configured]
+    ids: list[int] = [int(i) for i in candidates if i is not None]
+    for token in ("<|end|>", tokenizer.eos_token):
+        token_id = tokenizer.convert_tokens_to_ids(token) if token else None
+        if token_id is not None and token_id != tokenizer.unk_token_id and token_id not in ids:
+            ids.append(token_id)
+    return ids
+
+
+def generate_batch(
+    model: Any, tokenizer: Any, prompts: Sequence[str], **kwargs: Any
+) -> tuple[list[str], int]:
+    """Generate for several prompts at once (left padding + attention mask).
+
+    Each output is the prompt followed by the generated text up to and including the first stop
+    token, special tokens kept, so :func:`extract_response` can find the answer.
+
+    Returns:
+        The outputs, in prompt order, and the number of tokens generated in all.
+    """
+    import torch
+
+    stop_ids = _stop_ids(model, tokenizer)
+    tokenizer.padding_side = "left"  # decoder-only: new tokens must follow the prompt directly
+    inputs = tokenizer(
+        list(prompts),
+        return_tensors="pt",
+        padding=True,
+        add_special_tokens=False,  # the chat template already is the whole format
+        return_token_type_ids=False,
+    )
+    inputs = inputs.to(model.device)
+    settings = {"max_new_tokens": 64, "do_sample": False, **kwargs}
+    if not settings["do_sample"]:
+        settings.update(temperature=None, top_p=None, top_k=None)  # greedy: no sampling knobs
+    with torch.inference_mode():
+        output = model.generate(
+            **inputs, eos_token_id=stop_ids, pad_token_id=tokenizer.pad_token_id, **settings
+        )
+    new_tokens = output[:, inputs["input_ids"].shape[1] :].tolist()
+    texts, generated = [], 0
+    for prompt, tokens in zip(prompts, new_tokens, strict=True):
+        stop = next((i + 1 for i, t in enumerate(tokens) if t in stop_ids), len(tokens))
+        generated += stop
+        texts.append(prompt + tokenizer.decode(tokens[:stop], skip_special_tokens=False))
+    return texts, generated
+
+
+def generate_response(model: Any, tokenizer: Any, prompt: str, **kwargs: Any) -> str:
+    """Generate for one prompt (greedy by default); the prompt plus the generated text."""
+    texts, _ = generate_batch(model, tokenizer, [prompt], **kwargs)
+    return texts[0]

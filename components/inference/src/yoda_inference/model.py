@@ -1,0 +1,121 @@
+"""Getting the fine-tuned model: download it, check it, load base model + LoRA adapter."""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+from pathlib import Path
+from typing import Any
+
+from yoda_step_io import StepError, staged_outputs
+from yoda_step_io.gcs import download_prefix
+
+logger = logging.getLogger(__name__)
+
+ADAPTER_CONFIG = "adapter_config.json"
+ADAPTER_WEIGHTS = ("adapter_model.safetensors", "adapter_model.bin")
+QUANTIZATION_MODES = ("4bit", "auto", "none")
+
+
+def download_model(model_uri: str, local_dir: str | Path) -> Path:
+    """Copy the model directory at ``model_uri`` (``gs://…`` or a local path) into ``local_dir``.
+
+    Nested files keep their relative paths; ``local_dir`` is replaced whole on success.
+
+    Raises:
+        StepError: the bucket, prefix or directory does not exist or holds no file.
+    """
+    local_dir = Path(local_dir)
+    if model_uri.startswith("gs://"):
+        download_prefix(model_uri, local_dir)
+        return local_dir
+    source = Path(model_uri)
+    if not source.is_dir():
+        raise StepError(f"model directory {model_uri} does not exist")
+    if not any(p.is_file() for p in source.rglob("*")):
+        raise StepError(f"model directory {model_uri} holds no file")
+    with staged_outputs(local_dir) as (staging,):
+        shutil.copytree(source, staging)
+    return local_dir
+
+
+def adapter_base_model(model_dir: Path) -> str:
+    """The base model named in the adapter config.
+
+    Raises:
+        StepError: ``model_dir`` is not a LoRA adapter directory.
+    """
+    config_path = model_dir / ADAPTER_CONFIG
+    if not model_dir.is_dir():
+        raise StepError(f"model directory {model_dir} does not exist")
+    if not config_path.is_file() or not any((model_dir / w).is_file() for w in ADAPTER_WEIGHTS):
+        raise StepError(
+            f"{model_dir} holds no LoRA adapter ({ADAPTER_CONFIG} + adapter_model.safetensors): "
+            "expected the fine-tuning step's Model artifact"
+        )
+    try:
+        base = json.loads(config_path.read_text(encoding="utf-8"))["base_model_name_or_path"]
+    except (json.JSONDecodeError, KeyError) as error:
+        raise StepError(f"{config_path} does not name a base model: {error}") from error
+    return str(base)
+
+
+def use_4bit(quantization: str, cuda_available: bool) -> bool:
+    """4-bit where asked (needs CUDA) or where ``auto`` finds CUDA; full precision otherwise."""
+    if quantization not in QUANTIZATION_MODES:
+        raise StepError(
+            f"quantization must be one of {', '.join(QUANTIZATION_MODES)}, got {quantization!r}"
+        )
+    if quantization == "4bit" and not cuda_available:
+        raise StepError(
+            "4-bit quantisation needs a CUDA GPU and none is visible: "
+            "pass --quantization auto or none"
+        )
+    if quantization == "auto" and not cuda_available:
+        logger.warning("CUDA is not available: generating with a full-precision base on the CPU")
+    return cuda_available and quantization != "none"
+
+
+def load_finetuned(
+    model_dir: Path, base_model: str, *, four_bit: bool, compute_dtype: str
+) -> tuple[Any, Any]:
+    """Base model (4-bit if ``four_bit``: see :func:`use_4bit`) + LoRA adapter; tokenizer."""
+    import torch
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM, AutoTokenizer, BitsAndBytesConfig
+
+    cuda = torch.cuda.is_available()
+    dtype = getattr(torch, compute_dtype) if cuda else torch.float32
+    quantization_config = (
+        BitsAndBytesConfig(
+            load_in_4bit=True,
+            bnb_4bit_quant_type="nf4",
+            bnb_4bit_use_double_quant=True,
+            bnb_4bit_compute_dtype=dtype,
+        )
+        if four_bit
+        else None
+    )
+    try:
+        base = AutoModelForCausalLM.from_pretrained(
+            base_model,
+            quantization_config=quantization_config,
+            torch_dtype=dtype,
+            device_map={"": 0} if cuda else None,
+        )
+    except OSError as error:
+        raise StepError(f"cannot load base model {base_model}: {error}") from error
+    model = PeftModel.from_pretrained(base, str(model_dir)).eval()
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    tokenizer.padding_side = "left"
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    logger.info(
+        "loaded %s + adapter %s (%s, %s)",
+        base_model,
+        model_dir,
+        "4-bit" if four_bit else "full precision",
+        "cuda" if cuda else "cpu",
+    )
+    return model, tokenizer

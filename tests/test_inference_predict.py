@@ -1,0 +1,230 @@
+"""Generation with the tiny tuned model: batched = one at a time, predictions CSV, bad inputs."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from yoda_inference import download_model, generate_batch, generate_response
+from yoda_inference.cli import main
+from yoda_inference.model import load_finetuned
+from yoda_inference.predict import GenerationParameters, predict_test_set
+from yoda_step_io import StepError
+
+SENTENCES = [
+    "The Force is strong in you!",
+    "Hi.",
+    "We walked along the quiet river at dawn, and the wind was cold on our faces.",
+    "Patience you must have.",
+]
+
+
+@pytest.fixture(scope="module")
+def loaded(tuned_model_dir: Path) -> tuple[Any, Any]:
+    return load_finetuned(tuned_model_dir, _base(tuned_model_dir), four_bit=False,
+                          compute_dtype="float32")  # fmt: skip
+
+
+def _base(model_dir: Path) -> str:
+    return str(
+        json.loads((model_dir / "adapter_config.json").read_text())["base_model_name_or_path"]
+    )
+
+
+def test_batched_generation_equals_one_at_a_time(loaded: tuple[Any, Any]) -> None:
+    from yoda_inference import build_prompt
+
+    model, tokenizer = loaded
+    prompts = [build_prompt(tokenizer, s) for s in SENTENCES]
+    batched, tokens = generate_batch(model, tokenizer, prompts, max_new_tokens=12)
+    single = [generate_response(model, tokenizer, p, max_new_tokens=12) for p in prompts]
+    assert batched == single
+    assert all(out.startswith(prompt) for out, prompt in zip(batched, prompts, strict=True))
+    assert 0 < tokens <= 12 * len(prompts)
+
+
+def test_predictions_csv(tuned_model_dir: Path, sample_test_jsonl: Path, tmp_path: Path) -> None:
+    out = tmp_path / "predictions.csv"
+    result = predict_test_set(
+        tuned_model_dir, sample_test_jsonl, out,
+        params=GenerationParameters(batch_size=2, max_new_tokens=8), quantization="auto",
+    )  # fmt: skip
+    with out.open(encoding="utf-8", newline="") as handle:
+        rows = list(csv.reader(handle))
+    assert rows[0] == ["user_input", "reference", "extracted_response"]
+    test = [json.loads(line)["messages"] for line in sample_test_jsonl.read_text().splitlines()]
+    assert [r[0] for r in rows[1:]] == [m[0]["content"] for m in test]  # test-set order
+    assert [r[1] for r in rows[1:]] == [m[1]["content"] for m in test]
+    assert all("<|" not in r[2] for r in rows[1:])
+    meta = result.metadata
+    assert result.rows == meta["rows"] == len(test) == 5
+    assert meta["batch_size"] == 2 and meta["base_model"] == _base(tuned_model_dir)
+    assert math.isfinite(meta["samples_per_second"]) and meta["samples_per_second"] > 0
+    assert meta["tokens_per_second"] > 0 and meta["generated_tokens"] > 0
+
+
+def test_cli_writes_executor_output(
+    tuned_model_dir: Path, sample_test_jsonl: Path, tmp_path: Path
+) -> None:
+    output_file = tmp_path / "executor_output.json"
+    executor_input = {
+        "outputs": {
+            "artifacts": {
+                "predictions": {"artifacts": [{"name": "predictions", "uri": "gs://b/predictions"}]}
+            },
+            "outputFile": str(output_file),
+        }
+    }
+    main(["--model-dir", str(tuned_model_dir), "--test-dataset", str(sample_test_jsonl),
+          "--predictions-output", str(tmp_path / "p.csv"), "--quantization", "auto",
+          "--max-new-tokens", "4", "--executor-input", json.dumps(executor_input)])  # fmt: skip
+    meta = json.loads(output_file.read_text())["artifacts"]["predictions"]["artifacts"][0][
+        "metadata"
+    ]
+    assert meta["rows"] == 5 and meta["max_new_tokens"] == 4
+    with (tmp_path / "p.csv").open(encoding="utf-8", newline="") as handle:
+        assert len(list(csv.reader(handle))) == 6
+
+
+def write_jsonl(path: Path, lines: list[Any]) -> Path:
+    path.write_text("".join(json.dumps(x) + "\n" for x in lines))
+    return path
+
+
+@pytest.mark.parametrize(
+    ("case", "message"),
+    [
+        ("no-adapter", "holds no LoRA adapter"),
+        ("missing-model", "does not exist"),
+        ("empty-test", "is empty"),
+        ("not-messages", 'line 1: expected {"messages"'),
+        ("no-assistant", "needs a user and an assistant"),
+    ],
+)
+def test_bad_inputs_leave_no_csv(
+    tuned_model_dir: Path, sample_test_jsonl: Path, tmp_path: Path, case: str, message: str
+) -> None:
+    model_dir, test = tuned_model_dir, sample_test_jsonl
+    if case == "no-adapter":
+        model_dir = tmp_path / "model"
+        shutil.copytree(tuned_model_dir, model_dir)
+        (model_dir / "adapter_model.safetensors").unlink()
+    elif case == "missing-model":
+        model_dir = tmp_path / "nope"
+    elif case == "empty-test":
+        test = write_jsonl(tmp_path / "test.jsonl", [])
+    elif case == "not-messages":
+        test = write_jsonl(tmp_path / "test.jsonl", [{"sentence": "a", "translation": "b"}])
+    else:
+        test = write_jsonl(
+            tmp_path / "test.jsonl", [{"messages": [{"role": "user", "content": "a"}]}]
+        )
+    out = tmp_path / "out" / "predictions.csv"
+    with pytest.raises(StepError, match=message):
+        predict_test_set(model_dir, test, out, params=GenerationParameters(), quantization="auto")
+    assert not out.parent.exists() or list(out.parent.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--batch-size", "0"], "error: batch_size must be > 0"),
+        (["--max-new-tokens", "-1"], "error: max_new_tokens must be > 0"),
+        (["--top-p", "0"], "error: top_p must be in (0, 1]"),
+        (["--do-sample", "true", "--temperature", "0"], "error: temperature must be > 0"),
+        (["--quantization", "8bit"], "error: quantization must be one of"),
+    ],
+)
+def test_cli_bad_parameters(
+    tuned_model_dir: Path, sample_test_jsonl: Path, tmp_path: Path,
+    capsys: pytest.CaptureFixture[str], flags: list[str], message: str,
+) -> None:  # fmt: skip
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--model-dir", str(tuned_model_dir), "--test-dataset", str(sample_test_jsonl),
+              "--predictions-output", str(tmp_path / "p.csv"), *flags])  # fmt: skip
+    assert exit_info.value.code == 2
+    errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and errors[0].startswith(message)
+    assert not (tmp_path / "p.csv").exists()
+
+
+def test_download_model_from_gcs(gcs: Any, tmp_path: Path, tuned_model_dir: Path) -> None:
+    if not gcs.bucket("yoda-models").exists():
+        gcs.create_bucket("yoda-models")
+    bucket = gcs.bucket("yoda-models")
+    prefix = "root/job/fine-tuning-component_1/model"
+    files = [p for p in tuned_model_dir.rglob("*") if p.is_file()]
+    for path in files:
+        bucket.blob(
+            f"{prefix}/{path.relative_to(tuned_model_dir).as_posix()}"
+        ).upload_from_filename(str(path))
+    bucket.blob(f"{prefix}/nested/deeper/extra.txt").upload_from_string(b"nested")
+    bucket.blob(f"{prefix}-sibling/other.txt").upload_from_string(b"not ours")
+    local = download_model(f"gs://yoda-models/{prefix}/", tmp_path / "downloaded")
+    got = {p.relative_to(local).as_posix() for p in local.rglob("*") if p.is_file()}
+    assert got == {p.relative_to(tuned_model_dir).as_posix() for p in files} | {
+        "nested/deeper/extra.txt"
+    }
+    assert (local / "adapter_model.safetensors").read_bytes() == (
+        tuned_model_dir / "adapter_model.safetensors").read_bytes()  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("uri", "message"),
+    [
+        ("gs://yoda-models/no/such/prefix", "no files found under gs://yoda-models/no/such/prefix"),
+        ("gs://missing-bucket-xyz/model", "bucket missing-bucket-xyz does not exist"),
+        ("/no/such/dir", "model directory /no/such/dir does not exist"),
+    ],
+)
+def test_download_model_errors(gcs: Any, tmp_path: Path, uri: str, message: str) -> None:
+    if not gcs.bucket("yoda-models").exists():
+        gcs.create_bucket("yoda-models")
+    with pytest.raises(StepError, match=message):
+        download_model(uri, tmp_path / "local")
+    assert not (tmp_path / "local").exists()
+
+
+def test_download_model_from_local_dir(tmp_path: Path, tuned_model_dir: Path) -> None:
+    local = download_model(str(tuned_model_dir), tmp_path / "copy")
+    assert (local / "adapter_config.json").read_text() == (
+        tuned_model_dir / "adapter_config.json"
+    ).read_text()
+
+
+def test_quick_check_command_answers_from_gcs(
+    gcs: Any, tmp_path: Path, tuned_model_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from yoda_inference.ask import main as ask_main
+
+    if not gcs.bucket("yoda-models").exists():
+        gcs.create_bucket("yoda-models")
+    for path in (p for p in tuned_model_dir.rglob("*") if p.is_file()):
+        blob = gcs.bucket("yoda-models").blob(f"ask/model/{path.relative_to(tuned_model_dir)}")
+        blob.upload_from_filename(str(path))
+    ask_main(["gs://yoda-models/ask/model", "The Force is strong.", "Hi there.",
+              "--max-new-tokens", "5", "--cache-dir", str(tmp_path / "cache")])  # fmt: skip
+    out = capsys.readouterr().out
+    assert out.startswith("> The Force is strong.\n") and "\n> Hi there.\n" in out
+    assert "<|" not in out
+    (cached,) = (tmp_path / "cache").iterdir()
+    assert (cached / "adapter_config.json").is_file()
+
+
+def test_quick_check_refuses_empty_sentences(
+    tuned_model_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from yoda_inference.ask import main as ask_main
+
+    with pytest.raises(SystemExit) as exit_info:
+        ask_main([str(tuned_model_dir), "  "])
+    assert exit_info.value.code == 2
+    assert (
+        capsys.readouterr().err.strip() == "error: give at least one non-empty sentence to answer"
+    )
