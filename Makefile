@@ -25,6 +25,9 @@ RUN_FLAGS = $(if $(RAW_DATA),--raw-data-uri "$(RAW_DATA)") \
 # `make tensorboard RUN=gs://bucket/…/fine-tuning-component_…/metrics` (default: the latest local run)
 RUN ?=
 
+# Cloud targets (images, Cloud Build, submission) live in cloud.mk.
+-include cloud.mk
+
 .PHONY: help
 help: ## Show this help
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | \
@@ -68,6 +71,7 @@ run-local: install ## Compile and run the pipeline offline (KFP local runner); R
 .PHONY: bench
 bench: install ## Run the benchmarks (figures recorded in benchmarks/RESULTS.md)
 	$(UV) run --frozen python benchmarks/bench_inference.py
+	$(UV) run --frozen python benchmarks/bench_evaluation.py
 
 # `make predict TEXT="The Force is strong with you."` (MODEL default: the latest local run's model)
 MODEL ?= $(lastword $(sort $(wildcard local_runs/run-*/outputs/*/fine-tuning-component/model)))
@@ -85,6 +89,13 @@ tiny-model: install ## Generate the tiny offline Phi-3 model in build/tiny-phi3 
 .PHONY: tensorboard
 tensorboard: install ## Fetch a run's TensorBoard logs into logs/ (RUN=gs://… or a local run)
 	$(UV) run --frozen yoda-pipeline tensorboard $(RUN)
+
+# `make report RUN=gs://bucket/…/evaluation-component_…/evaluation_results BY=bleu` (default: latest local run)
+BY ?= rouge_l
+
+.PHONY: report
+report: install ## Print a run's aggregate scores and best/worst samples (RUN=…, BY=metric)
+	$(UV) run --frozen yoda-pipeline report $(RUN) --by $(BY)
 
 .PHONY: test-gpu
 test-gpu: install ## Run the GPU tests (4-bit QLoRA); they skip without CUDA

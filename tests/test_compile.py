@@ -53,6 +53,21 @@ def test_tasks_have_display_names(compiled: dict[str, Any]) -> None:
         "data-transformation-component": "Data transformation",
         "fine-tuning-component": "Fine-tuning (QLoRA)",
         "inference-component": "Inference",
+        "evaluation-component": "Evaluation (ragas)",
+    }
+
+
+def test_evaluation_scores_the_predictions_without_a_gpu(compiled: dict[str, Any]) -> None:
+    executor = compiled["deploymentSpec"]["executors"]["exec-evaluation-component"]["container"]
+    assert executor["command"] == ["yoda-evaluation"]
+    assert "accelerator" not in executor.get("resources", {})
+    inputs = compiled["root"]["dag"]["tasks"]["evaluation-component"]["inputs"]["artifacts"]
+    assert inputs["predictions"]["taskOutputArtifact"] == {
+        "outputArtifactKey": "predictions", "producerTask": "inference-component"}  # fmt: skip
+    outputs = compiled["components"]["comp-evaluation-component"]["outputDefinitions"]
+    assert {name: a["artifactType"]["schemaTitle"] for name, a in outputs["artifacts"].items()} == {
+        "evaluation_results": "system.Dataset",
+        "metrics": "system.Metrics",
     }
 
 

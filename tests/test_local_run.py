@@ -109,6 +109,30 @@ def test_inference_outputs(default_run: Path) -> None:
     assert predictions_meta["rows"] == 5 and predictions_meta["samples_per_second"] > 0
 
 
+def test_evaluation_outputs(default_run: Path) -> None:
+    evaluation = task_dir(default_run, "evaluation-component")
+    with (evaluation / "evaluation_results").open(encoding="utf-8", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert len(rows) == 5
+    metric_columns = ["rouge_l", "rouge_1", "bleu", "levenshtein_similarity",
+                      "jaro_winkler_similarity", "exact_match", "string_present"]  # fmt: skip
+    assert list(rows[0]) == ["user_input", "reference", "response", *metric_columns]
+    assert all(0.0 <= float(row[m]) <= 1.0 for row in rows for m in metric_columns)
+    aggregates = output_metadata(evaluation, "metrics")
+    assert aggregates["samples"] == 5
+    assert all(math.isfinite(v) for v in aggregates.values())
+    assert json.loads((evaluation / "metrics" / "metrics.json").read_text()) == aggregates
+
+
+def test_report_prints_aggregates_and_extremes(
+    default_run: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    main(["report", str(default_run), "--by", "bleu", "--top", "2"])
+    out = capsys.readouterr().out
+    assert out.startswith("5 samples\n")
+    assert "rouge_l " in out and "\nBest 2 by bleu:" in out and "\nWorst 2 by bleu:" in out
+
+
 def test_each_run_has_its_own_folder_and_cli_overrides_apply(
     default_run: Path, override_run: Path, runs_dir: Path
 ) -> None:
@@ -121,6 +145,8 @@ def test_each_run_has_its_own_folder_and_cli_overrides_apply(
     assert output_metadata(tuned, "metrics")["train_steps"] == 2
     predictions = task_dir(override_run, "inference-component")
     assert output_metadata(predictions, "predictions")["max_new_tokens"] == 3
+    evaluation = task_dir(override_run, "evaluation-component")
+    assert output_metadata(evaluation, "metrics")["samples"] == 24
 
 
 def test_offline_settings_fill_in_only_what_is_unset(

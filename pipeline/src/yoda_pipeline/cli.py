@@ -5,6 +5,7 @@ Examples::
     yoda-pipeline compile --output build/pipeline.yaml
     yoda-pipeline run-local --raw-data-uri gs://bucket/yoda.csv --set lora_r=16 --set max_steps=5
     yoda-pipeline tensorboard gs://bucket/root/123/job-id/fine-tuning-component_456/metrics
+    yoda-pipeline report --by bleu --top 5
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from typing import Any
 from yoda_pipeline.artifacts import fetch_tensorboard_logs, latest_local_run
 from yoda_pipeline.compile import compile_pipeline
 from yoda_pipeline.offline import run_local
+from yoda_pipeline.report import evaluation_results_location, format_report, read_results
 from yoda_pipeline.settings import LOCAL_IMAGE_LOCK, PipelineSettings
 from yoda_step_io import StepError
 
@@ -60,6 +62,18 @@ def build_parser() -> argparse.ArgumentParser:
         "default: the latest local run",
     )
     board_cmd.add_argument("--logs-dir", type=Path, default=Path("logs"))
+
+    report_cmd = commands.add_parser(
+        "report", help="print a run's aggregate metrics and its best and worst samples"
+    )
+    report_cmd.add_argument(
+        "source",
+        nargs="?",
+        help="evaluation_results artifact (gs:// or local file) or a local run folder; "
+        "default: the latest local run",
+    )
+    report_cmd.add_argument("--by", default="rouge_l", help="metric that ranks the samples")
+    report_cmd.add_argument("--top", type=int, default=3, help="how many best and worst")
     return parser
 
 
@@ -100,6 +114,10 @@ def main(argv: Sequence[str] | None = None) -> None:
             print(compile_pipeline(settings, args.output))
         elif args.command == "tensorboard":
             tensorboard(args.source, args.logs_dir, settings)
+        elif args.command == "report":
+            source = args.source or str(latest_local_run(settings.local_runs_dir))
+            rows = read_results(evaluation_results_location(source))
+            print(format_report(rows, args.by, args.top))
         else:
             run_local(settings)
     except (ValueError, StepError) as error:  # bad settings, lock or source (pydantic's too)

@@ -23,6 +23,7 @@ class StepComponents:
     data_transformation: BaseComponent
     fine_tuning: BaseComponent
     inference: BaseComponent
+    evaluation: BaseComponent
 
 
 def build_components(lock: ImageLock) -> StepComponents:
@@ -137,8 +138,31 @@ def build_components(lock: ImageLock) -> StepComponents:
             ],
         )  # fmt: skip
 
+    evaluation_image = lock.image("evaluation")
+
+    @dsl.container_component
+    def evaluation_component(
+        predictions: Input[Dataset],
+        metric_names: str,
+        evaluation_results: Output[Dataset],
+        metrics: Output[Metrics],
+    ) -> dsl.ContainerSpec:
+        """ragas scores per sample (CSV) and aggregated (Metrics)."""
+        return dsl.ContainerSpec(
+            image=evaluation_image,
+            command=["yoda-evaluation"],
+            args=[
+                "--predictions", predictions.path,
+                "--metrics", metric_names,
+                "--results-output", evaluation_results.path,
+                "--metrics-output", metrics.path,
+                "--executor-input", dsl.PIPELINE_TASK_EXECUTOR_INPUT_PLACEHOLDER,
+            ],
+        )  # fmt: skip
+
     return StepComponents(
         data_transformation=data_transformation_component,
         fine_tuning=fine_tuning_component,
         inference=inference_component,
+        evaluation=evaluation_component,
     )

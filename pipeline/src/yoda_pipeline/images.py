@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 #: The steps that need an image, in pipeline order.
-STEPS = ("data_transformation", "fine_tuning", "inference")
+STEPS = ("data_transformation", "fine_tuning", "inference", "evaluation")
 
 _DIGEST_REF = re.compile(r"^(?P<name>[a-z0-9][a-z0-9._/:-]*)@sha256:[0-9a-f]{64}$")
 

@@ -48,12 +48,14 @@ def build_pipeline(components: StepComponents, settings: PipelineSettings) -> An
         do_sample: bool = settings.do_sample,
         temperature: float = settings.temperature,
         top_p: float = settings.top_p,
+        evaluation_metrics: str = settings.evaluation_metrics,
     ) -> None:
         """The Yoda fine-tuning pipeline.
 
         1. Data transformation: raw CSV -> conversational train/test JSON Lines.
         2. Fine-tuning: LoRA adapter on a 4-bit Phi-3 base (GPU), TensorBoard logs and metrics.
         3. Inference: batched generation on the test set (GPU) -> predictions CSV.
+        4. Evaluation: ragas scores per sample (CSV) and aggregated (Metrics).
         """
         data = components.data_transformation(
             raw_data_uri=raw_data_uri,
@@ -94,5 +96,10 @@ def build_pipeline(components: StepComponents, settings: PipelineSettings) -> An
             top_p=top_p,
         ).set_display_name("Inference")
         _gpu_task(inference, settings)
+
+        components.evaluation(
+            predictions=inference.outputs["predictions"],
+            metric_names=evaluation_metrics,
+        ).set_display_name("Evaluation (ragas)")
 
     return model_training_pipeline

@@ -64,6 +64,9 @@ class PipelineSettings(BaseSettings):
     temperature: float = Field(1.0, gt=0.0)
     top_p: float = Field(1.0, gt=0.0, le=1.0)
 
+    # Evaluation: comma-separated ragas metric names; empty = all (see yoda_evaluation.metrics).
+    evaluation_metrics: str = ""
+
     # Resources of the GPU tasks on Vertex AI (the local runner ignores them).
     accelerator_type: str = "NVIDIA_TESLA_T4"
     accelerator_count: int = Field(1, gt=0)
@@ -96,6 +99,7 @@ class PipelineSettings(BaseSettings):
         "do_sample",
         "temperature",
         "top_p",
+        "evaluation_metrics",
     )
 
     def parameter_values(self) -> dict[str, Any]:

@@ -1,0 +1,3 @@
+from yoda_evaluation.cli import main
+
+main()

@@ -1,0 +1,65 @@
+"""``yoda-evaluation``: the evaluation step's console script (its image's command).
+
+By hand::
+
+    yoda-evaluation --predictions predictions.csv --results-output results.csv \
+        --metrics-output metrics --metrics rouge_l,bleu
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Sequence
+from pathlib import Path
+
+from yoda_evaluation.evaluate import evaluate_predictions
+from yoda_evaluation.metrics import METRICS, parse_metric_names
+from yoda_step_io import load_executor_input, run_step, setup_logging, write_executor_output
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="yoda-evaluation",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--predictions", type=Path, required=True, help="predictions CSV")
+    parser.add_argument("--results-output", type=Path, required=True, help="per-sample CSV")
+    parser.add_argument("--metrics-output", type=Path, required=True, help="metrics folder")
+    parser.add_argument(
+        "--metrics",
+        default="",
+        help=f"comma-separated, among: {', '.join(METRICS)} (default: all)",
+    )
+    parser.add_argument("--executor-input", default=None, help="KFP executor input JSON ({{$}})")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Parse flags, score the predictions, report the aggregates to KFP."""
+    args = build_parser().parse_args(argv)
+    setup_logging()
+
+    def step() -> None:
+        executor_input = load_executor_input(args.executor_input)
+        names = parse_metric_names(args.metrics)
+        result = evaluate_predictions(
+            args.predictions, args.results_output, args.metrics_output, names
+        )
+        write_executor_output(
+            executor_input,
+            {
+                "metrics": result.aggregates,
+                "evaluation_results": {
+                    "rows": result.aggregates["samples"],
+                    "metrics": ",".join(names),
+                    "seconds_per_sample": result.seconds_per_sample,
+                },
+            },
+        )
+
+    run_step(step)
+
+
+if __name__ == "__main__":
+    main()
