@@ -54,6 +54,7 @@ lint: install ## ruff (lint + format check) and mypy
 	$(UV) run --frozen ruff check .
 	$(UV) run --frozen ruff format --check .
 	$(UV) run --frozen mypy
+	$(UV) run --frozen hadolint images/*/Dockerfile
 
 .PHONY: format
 format: install ## Apply ruff's formatting and safe fixes
@@ -67,6 +68,15 @@ compile: install ## Compile the pipeline to $(PIPELINE_YAML) against $(IMAGE_LOC
 .PHONY: run-local
 run-local: install ## Compile and run the pipeline offline (KFP local runner); RAW_DATA=… to override
 	$(UV) run --frozen yoda-pipeline run-local $(RUN_FLAGS)
+
+.PHONY: submit
+submit: install ## Check the cloud settings, compile with the image lock, submit to Vertex AI (SET=… overrides)
+	$(UV) run --frozen yoda-pipeline submit --image-lock $(IMAGE_LOCK) --output $(PIPELINE_YAML) \
+		$(foreach pair,$(SET),--set "$(pair)")
+
+.PHONY: check-gcp
+check-gcp: install ## Check the Google Cloud set-up: APIs, bucket, Artifact Registry, GPU quota
+	$(UV) run --frozen yoda-pipeline check-gcp
 
 .PHONY: bench
 bench: install ## Run the benchmarks (figures recorded in benchmarks/RESULTS.md)

@@ -20,9 +20,11 @@ from typing import Any
 
 from yoda_pipeline.artifacts import fetch_tensorboard_logs, latest_local_run
 from yoda_pipeline.compile import compile_pipeline
+from yoda_pipeline.gcp_check import print_checks, run_checks
 from yoda_pipeline.offline import run_local
 from yoda_pipeline.report import evaluation_results_location, format_report, read_results
 from yoda_pipeline.settings import LOCAL_IMAGE_LOCK, PipelineSettings
+from yoda_pipeline.submit import submit_pipeline
 from yoda_step_io import StepError
 
 logger = logging.getLogger("yoda_pipeline")
@@ -44,13 +46,24 @@ def build_parser() -> argparse.ArgumentParser:
     run_cmd.add_argument("--test-fraction", type=float)
     run_cmd.add_argument("--split-seed", type=int)
     run_cmd.add_argument("--runs-dir", type=Path, help="parent of the per-run folders")
-    run_cmd.add_argument(
-        "--set",
-        action="append",
-        default=[],
-        metavar="NAME=VALUE",
-        help="any pipeline parameter, e.g. --set lora_r=16 --set max_steps=5 (repeatable)",
+
+    submit_cmd = commands.add_parser(
+        "submit", help="check the settings, compile with the image lock, submit to Vertex AI"
     )
+    submit_cmd.add_argument("--image-lock", type=Path, help="image lock (default: settings)")
+    submit_cmd.add_argument("--output", type=Path, default=Path("build/pipeline.yaml"))
+
+    check_cmd = commands.add_parser("check-gcp", help="check the Google Cloud set-up")
+    check_cmd.add_argument("--skip", action="append", default=[], help="a check to skip")
+
+    for command in (run_cmd, submit_cmd):
+        command.add_argument(
+            "--set",
+            action="append",
+            default=[],
+            metavar="NAME=VALUE",
+            help="any pipeline parameter, e.g. --set lora_r=16 --set max_steps=5 (repeatable)",
+        )
 
     board_cmd = commands.add_parser(
         "tensorboard", help="download a run's TensorBoard logs into logs/ and print the command"
@@ -114,6 +127,10 @@ def main(argv: Sequence[str] | None = None) -> None:
             print(compile_pipeline(settings, args.output))
         elif args.command == "tensorboard":
             tensorboard(args.source, args.logs_dir, settings)
+        elif args.command == "submit":
+            print(f"Submitted: {submit_pipeline(settings, args.output)}")
+        elif args.command == "check-gcp":
+            sys.exit(print_checks(run_checks(settings, skip=set(args.skip))))
         elif args.command == "report":
             source = args.source or str(latest_local_run(settings.local_runs_dir))
             rows = read_results(evaluation_results_location(source))

@@ -67,6 +67,18 @@ class PipelineSettings(BaseSettings):
     # Evaluation: comma-separated ragas metric names; empty = all (see yoda_evaluation.metrics).
     evaluation_metrics: str = ""
 
+    # Google Cloud: checked by `validate_for_cloud()` before any submission or cloud call.
+    project_id: str = Field("", description="Google Cloud project id")
+    region: str = Field("", description="Vertex AI region with T4 quota, e.g. europe-west4")
+    bucket: str = Field("", description="GCS bucket name (no gs://) for pipeline root and data")
+    pipeline_root: str = Field("", description="default: gs://BUCKET/pipeline_root")
+    artifact_repository: str = Field("yoda", description="Artifact Registry docker repository")
+    service_account: str = Field("", description="runs the pipeline; default: compute SA")
+    enable_caching: bool = True
+    labels: str = Field("", description="k=v,k2=v2 labels of the PipelineJob")
+    experiment: str = Field("", description="Vertex AI experiment to attach the run to")
+    vertex_api_endpoint: str = Field("", description="Vertex API endpoint override")
+
     # Resources of the GPU tasks on Vertex AI (the local runner ignores them).
     accelerator_type: str = "NVIDIA_TESLA_T4"
     accelerator_count: int = Field(1, gt=0)

@@ -16,7 +16,7 @@ from yoda_step_io.cli import StepError
 from yoda_step_io.files import staged_outputs
 
 if TYPE_CHECKING:
-    from google.cloud import storage
+    from google.cloud.storage import Client as StorageClient
 
 logger = logging.getLogger(__name__)
 
@@ -35,17 +35,17 @@ def split_gs_uri(uri: str) -> tuple[str, str]:
     return bucket, key
 
 
-def storage_client() -> storage.Client:
+def storage_client() -> StorageClient:
     """A storage client: anonymous against an emulator, default credentials otherwise."""
     from google.auth.exceptions import DefaultCredentialsError
-    from google.cloud import storage
+    from google.cloud.storage import Client as StorageClient
 
     if os.environ.get("STORAGE_EMULATOR_HOST"):
         from google.auth.credentials import AnonymousCredentials
 
-        return storage.Client(project="emulator", credentials=AnonymousCredentials())  # type: ignore[no-untyped-call]
+        return StorageClient(project="emulator", credentials=AnonymousCredentials())  # type: ignore[no-untyped-call]
     try:
-        return storage.Client()
+        return StorageClient()
     except DefaultCredentialsError as error:
         raise StepError(
             "no Google Cloud credentials for gs:// access: run "

@@ -1,0 +1,91 @@
+"""Checks on the settings that a cloud submission needs, before any network call."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from yoda_pipeline.images import ImageLockError, load_image_lock
+from yoda_pipeline.settings import PipelineSettings
+
+_PROJECT = re.compile(r"^[a-z][a-z0-9-]{4,28}[a-z0-9]$")
+_REGION = re.compile(r"^[a-z]+-[a-z]+[0-9]+$")
+_BUCKET = re.compile(r"^[a-z0-9][a-z0-9._-]{1,61}[a-z0-9]$")
+_SERVICE_ACCOUNT = re.compile(r"^[a-z0-9-]+@[a-z0-9.-]+\.gserviceaccount\.com$")
+_LABEL_KEY = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
+_LABEL_VALUE = re.compile(r"^[a-z0-9_-]{0,63}$")
+
+
+class CloudSettingsError(ValueError):
+    """Settings that cannot work on Vertex AI; the message names each variable to fix."""
+
+
+def parse_labels(text: str) -> dict[str, str]:
+    """``"team=ml,stage=dev"`` -> ``{"team": "ml", "stage": "dev"}`` (Vertex label rules).
+
+    Raises:
+        CloudSettingsError: a pair is not ``key=value`` or breaks the label rules.
+    """
+    labels: dict[str, str] = {}
+    for pair in filter(None, (part.strip() for part in text.split(","))):
+        key, sep, value = pair.partition("=")
+        if not sep or not _LABEL_KEY.match(key) or not _LABEL_VALUE.match(value):
+            raise CloudSettingsError(
+                f"YODA_LABELS entry {pair!r}: expected key=value, lowercase letters, digits, "
+                "_ and -, key starting with a letter, at most 63 characters each"
+            )
+        labels[key] = value
+    return labels
+
+
+def cloud_problems(settings: PipelineSettings) -> list[str]:
+    """Everything that would make a Vertex AI submission fail, each naming its variable."""
+    problems: list[str] = []
+    if not _PROJECT.match(settings.project_id):
+        problems.append(f"YODA_PROJECT_ID={settings.project_id!r} is not a project id")
+    if not _REGION.match(settings.region):
+        problems.append(f"YODA_REGION={settings.region!r} is not a region (e.g. europe-west4)")
+    if not _BUCKET.match(settings.bucket):
+        problems.append(f"YODA_BUCKET={settings.bucket!r} is not a bucket name (no gs://)")
+    if settings.pipeline_root and not settings.pipeline_root.startswith("gs://"):
+        problems.append(f"YODA_PIPELINE_ROOT={settings.pipeline_root!r} must be a gs:// URI")
+    if settings.service_account and not _SERVICE_ACCOUNT.match(settings.service_account):
+        problems.append(
+            f"YODA_SERVICE_ACCOUNT={settings.service_account!r} is not a service account email"
+        )
+    if not settings.raw_data_uri.startswith(("gs://", "hf://")):
+        problems.append(
+            f"YODA_RAW_DATA_URI={settings.raw_data_uri!r} must be a gs:// (or hf://) URI: "
+            "the data step runs in the cloud"
+        )
+    if settings.base_model.startswith(("/", ".", "~")) or Path(settings.base_model).exists():
+        problems.append(
+            f"YODA_BASE_MODEL={settings.base_model!r} is a local path: use a hub id "
+            "(microsoft/Phi-3-mini-4k-instruct)"
+        )
+    try:
+        parse_labels(settings.labels)
+    except CloudSettingsError as error:
+        problems.append(str(error))
+    try:
+        lock = load_image_lock(settings.image_lock)
+        local = sorted(step for step, image in lock.images.items() if image.startswith("localhost"))
+        if local:
+            problems.append(
+                f"YODA_IMAGE_LOCK={settings.image_lock} holds local placeholder images "
+                f"({', '.join(local)}): run `make build-images`"
+            )
+    except ImageLockError as error:
+        problems.append(f"YODA_IMAGE_LOCK: {error}")
+    return problems
+
+
+def validate_for_cloud(settings: PipelineSettings) -> None:
+    """Raise :class:`CloudSettingsError` listing every problem, or return quietly."""
+    problems = cloud_problems(settings)
+    if problems:
+        raise CloudSettingsError("; ".join(problems))
+
+
+def pipeline_root(settings: PipelineSettings) -> str:
+    return settings.pipeline_root or f"gs://{settings.bucket}/pipeline_root"
