@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from yoda_step_io import StepError, load_executor_input, run_step, staged_outputs
+from yoda_step_io import StepError, load_executor_input, parse_bool, run_step, staged_outputs
 from yoda_step_io.executor import build_executor_output, write_executor_output
 
 
@@ -105,3 +105,17 @@ def test_run_step_turns_step_error_into_one_line_and_exit_2(
         run_step(step)
     assert exit_info.value.code == 2
     assert capsys.readouterr().err == "error: bad thing on two lines\n"
+
+
+@pytest.mark.parametrize(
+    ("text", "value"), [("true", True), ("True", True), ("0", False), ("no", False)]
+)
+def test_parse_bool_reads_kfp_booleans(text: str, value: bool) -> None:
+    assert parse_bool(text) is value
+
+
+def test_parse_bool_refuses_other_words() -> None:
+    import argparse
+
+    with pytest.raises(argparse.ArgumentTypeError, match="expected true or false"):
+        parse_bool("maybe")

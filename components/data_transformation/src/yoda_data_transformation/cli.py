@@ -13,7 +13,13 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from yoda_data_transformation.transform import TARGET_COLUMNS, transform
-from yoda_step_io import load_executor_input, run_step, setup_logging, write_executor_output
+from yoda_step_io import (
+    add_executor_input_flag,
+    load_executor_input,
+    run_step,
+    setup_logging,
+    write_executor_output,
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -28,7 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--test-fraction", type=float, default=0.1, help="share of rows for test")
     parser.add_argument("--seed", type=int, default=42, help="seed of the train/test shuffle")
-    parser.add_argument("--executor-input", default=None, help="KFP executor input JSON ({{$}})")
+    add_executor_input_flag(parser)
     return parser
 
 

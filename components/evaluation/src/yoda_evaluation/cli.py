@@ -14,7 +14,13 @@ from pathlib import Path
 
 from yoda_evaluation.evaluate import evaluate_predictions
 from yoda_evaluation.metrics import METRICS, parse_metric_names
-from yoda_step_io import load_executor_input, run_step, setup_logging, write_executor_output
+from yoda_step_io import (
+    add_executor_input_flag,
+    load_executor_input,
+    run_step,
+    setup_logging,
+    write_executor_output,
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -31,7 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
         default="",
         help=f"comma-separated, among: {', '.join(METRICS)} (default: all)",
     )
-    parser.add_argument("--executor-input", default=None, help="KFP executor input JSON ({{$}})")
+    add_executor_input_flag(parser)
     return parser
 
 

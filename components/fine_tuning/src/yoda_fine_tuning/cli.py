@@ -17,18 +17,16 @@ from pathlib import Path
 from typing import Any
 
 from yoda_fine_tuning.hyperparams import HyperParameters
-from yoda_step_io import load_executor_input, run_step, setup_logging, write_executor_output
+from yoda_step_io import (
+    add_executor_input_flag,
+    load_executor_input,
+    parse_bool,
+    run_step,
+    setup_logging,
+    write_executor_output,
+)
 
 DEFAULT_BASE_MODEL = "microsoft/Phi-3-mini-4k-instruct"
-
-
-def parse_bool(text: str) -> bool:
-    lowered = text.strip().lower()
-    if lowered in ("true", "1", "yes"):
-        return True
-    if lowered in ("false", "0", "no"):
-        return False
-    raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
 
 
 def parse_modules(text: str) -> tuple[str, ...]:
@@ -69,7 +67,7 @@ def build_parser() -> argparse.ArgumentParser:
             default=field.default,
             help=f"default: {field.default}",
         )
-    parser.add_argument("--executor-input", default=None, help="KFP executor input JSON ({{$}})")
+    add_executor_input_flag(parser)
     return parser
 
 

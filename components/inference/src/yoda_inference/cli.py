@@ -14,16 +14,14 @@ from pathlib import Path
 
 from yoda_inference.model import QUANTIZATION_MODES
 from yoda_inference.predict import GenerationParameters, predict_test_set
-from yoda_step_io import load_executor_input, run_step, setup_logging, write_executor_output
-
-
-def parse_bool(text: str) -> bool:
-    lowered = text.strip().lower()
-    if lowered in ("true", "1", "yes"):
-        return True
-    if lowered in ("false", "0", "no"):
-        return False
-    raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
+from yoda_step_io import (
+    add_executor_input_flag,
+    load_executor_input,
+    parse_bool,
+    run_step,
+    setup_logging,
+    write_executor_output,
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -44,7 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--do-sample", type=parse_bool, default=defaults.do_sample)
     parser.add_argument("--temperature", type=float, default=defaults.temperature)
     parser.add_argument("--top-p", type=float, default=defaults.top_p)
-    parser.add_argument("--executor-input", default=None, help="KFP executor input JSON ({{$}})")
+    add_executor_input_flag(parser)
     return parser
 
 

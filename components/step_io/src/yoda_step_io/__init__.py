@@ -6,13 +6,22 @@
 - :mod:`.gcs`: the ``google-cloud-storage`` client and ``gs://`` URI parsing.
 """
 
-from yoda_step_io.cli import StepError, run_step, setup_logging, timed
+from yoda_step_io.cli import (
+    StepError,
+    add_executor_input_flag,
+    parse_bool,
+    run_step,
+    setup_logging,
+    timed,
+)
 from yoda_step_io.executor import load_executor_input, write_executor_output
 from yoda_step_io.files import staged_outputs
 
 __all__ = [
     "StepError",
+    "add_executor_input_flag",
     "load_executor_input",
+    "parse_bool",
     "run_step",
     "setup_logging",
     "staged_outputs",

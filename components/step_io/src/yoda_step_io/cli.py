@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import logging
 import sys
 import time
@@ -34,6 +35,21 @@ def timed(label: str) -> Iterator[None]:
     start = time.perf_counter()
     yield
     logger.info("%s took %.2f s", label, time.perf_counter() - start)
+
+
+def parse_bool(text: str) -> bool:
+    """An argparse type for booleans: KFP renders them as ``true``/``false``."""
+    lowered = text.strip().lower()
+    if lowered in ("true", "1", "yes"):
+        return True
+    if lowered in ("false", "0", "no"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
+
+
+def add_executor_input_flag(parser: argparse.ArgumentParser) -> None:
+    """``--executor-input``: KFP's ``{{$}}`` placeholder, optional so the step runs by hand."""
+    parser.add_argument("--executor-input", default=None, help="KFP executor input JSON ({{$}})")
 
 
 def run_step(step: Callable[[], object]) -> None:
