@@ -23,6 +23,12 @@ def latest_local_run(runs_dir: Path) -> Path:
     return runs[-1]
 
 
+def run_output(run_dir: Path, task: str, output: str) -> Path | None:
+    """The output artifact ``output`` of ``task`` in a local run folder, if the run wrote it."""
+    found = sorted(run_dir.glob(f"outputs/*/{task}/{output}"))
+    return found[-1] if found else None
+
+
 def fine_tuning_metrics_location(source: str) -> str:
     """The fine-tuning Metrics artifact behind ``source``.
 
@@ -33,8 +39,7 @@ def fine_tuning_metrics_location(source: str) -> str:
     path = Path(source)
     if not path.is_dir():
         raise StepError(f"{source} is neither a gs:// URI nor a local directory")
-    found = sorted(path.glob(f"outputs/*/{FINE_TUNING_TASK}/metrics"))
-    return str(found[-1]) if found else str(path)
+    return str(run_output(path, FINE_TUNING_TASK, "metrics") or path)
 
 
 def _is_event_file(relative: str) -> bool:

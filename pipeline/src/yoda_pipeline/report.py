@@ -7,6 +7,7 @@ import io
 import statistics
 from pathlib import Path
 
+from yoda_pipeline.artifacts import run_output
 from yoda_step_io import StepError
 from yoda_step_io.gcs import split_gs_uri, storage_client
 
@@ -20,10 +21,10 @@ def evaluation_results_location(source: str) -> str:
         return source
     path = Path(source)
     if path.is_dir():
-        found = sorted(path.glob(f"outputs/*/{EVALUATION_TASK}/evaluation_results"))
-        if not found:
+        found = run_output(path, EVALUATION_TASK, "evaluation_results")
+        if found is None:
             raise StepError(f"no evaluation results under {source}: did the run finish?")
-        return str(found[-1])
+        return str(found)
     if not path.is_file():
         raise StepError(f"{source} is neither a gs:// URI, a run folder nor a results file")
     return str(path)

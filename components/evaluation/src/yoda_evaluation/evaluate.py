@@ -10,11 +10,15 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from html import escape
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pandas as pd
 
 from yoda_evaluation.metrics import aggregate_metrics, compute_metrics, metric_definitions
 from yoda_step_io import StepError, staged_outputs
+
+if TYPE_CHECKING:
+    from ragas.metrics.base import SingleTurnMetric
 
 logger = logging.getLogger(__name__)
 
@@ -52,9 +56,8 @@ def read_predictions(path: Path) -> pd.DataFrame:
     return frame
 
 
-def score_predictions(frame: pd.DataFrame, metric_names: Sequence[str]) -> pd.DataFrame:
+def score_predictions(frame: pd.DataFrame, metrics: Sequence[SingleTurnMetric]) -> pd.DataFrame:
     """One row per prediction: ``user_input, reference, response`` and one column per metric."""
-    metrics = metric_definitions(metric_names)
     rows = []
     start = time.perf_counter()
     for number, (user, reference, response) in enumerate(
@@ -95,10 +98,10 @@ def evaluate_predictions(
     metric_names: Sequence[str],
 ) -> EvaluationResult:
     """Score every prediction; write the results CSV and the metrics folder, or neither."""
-    metric_definitions(metric_names)  # unknown names fail here, before reading anything
+    metrics = metric_definitions(metric_names)  # unknown names fail here, before any reading
     frame = read_predictions(predictions_path)
     start = time.perf_counter()
-    results = score_predictions(frame, metric_names)
+    results = score_predictions(frame, metrics)
     seconds_per_sample = (time.perf_counter() - start) / len(frame)
     aggregates = aggregate_metrics(results)
     with staged_outputs(results_path, metrics_path) as (results_stage, metrics_stage):

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from yoda_fine_tuning.hyperparams import HyperParameters
+from yoda_fine_tuning.train import fine_tune
 from yoda_step_io import (
     add_executor_input_flag,
     load_executor_input,
@@ -83,16 +84,12 @@ def main(argv: Sequence[str] | None = None) -> None:
 
     def step() -> None:
         executor_input = load_executor_input(args.executor_input)
-        hp = hyperparameters_from_args(args)
-        hp.validate()  # before importing torch and friends
-        from yoda_fine_tuning.train import fine_tune
-
         result = fine_tune(
             args.train_dataset,
             args.model_output,
             args.metrics_output,
             base_model=args.base_model,
-            hp=hp,
+            hp=hyperparameters_from_args(args),
             checkpoint_dir=Path(args.checkpoint_dir) if args.checkpoint_dir.strip() else None,
         )
         write_executor_output(

@@ -258,11 +258,12 @@ def fine_tune(
     checkpoint_dir: Path | None = None,
 ) -> FineTuneResult:
     """Train a LoRA adapter on ``train_path``; write the Model and Metrics outputs or neither."""
+    hp.validate()  # before importing torch and friends: a bad value fails in a blink
+
     import torch
     from transformers.trainer_utils import get_last_checkpoint
     from trl import SFTTrainer
 
-    hp.validate()
     plan = plan_run(hp, torch.cuda.is_available())
     check_base_model(base_model)
     datasets = split_validation(read_conversations(train_path), hp)

@@ -60,7 +60,6 @@ def main(argv: Sequence[str] | None = None) -> None:
             temperature=args.temperature,
             top_p=args.top_p,
         )
-        params.validate()
         result = predict_test_set(
             args.model_dir,
             args.test_dataset,

@@ -79,9 +79,10 @@ def predict_test_set(
     compute_dtype: str = "float16",
 ) -> InferenceResult:
     """Generate an answer for every test conversation; write the predictions CSV or nothing."""
+    params.validate()  # before importing torch
+
     import torch
 
-    params.validate()
     four_bit = use_4bit(quantization, torch.cuda.is_available())  # refuses 4-bit without CUDA
     named_base = adapter_base_model(model_dir)  # also checks that an adapter is there
     base = base_model or named_base
