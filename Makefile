@@ -46,15 +46,19 @@ test: install ## Run the default test suite (no slow or GPU tests)
 	$(UV) run --frozen pytest
 
 .PHONY: test-slow
-test-slow: install ## Run the slow tests too (not the GPU ones)
-	$(UV) run --frozen pytest -m "not gpu"
+test-slow: install ## Run the slow tests too (not the GPU or Docker ones)
+	$(UV) run --frozen pytest -m "not gpu and not docker"
+
+.PHONY: test-docker
+test-docker: install ## Build the images here, run the pipeline in them, compare with run-local (needs Docker)
+	$(UV) run --frozen pytest -m docker
 
 .PHONY: lint
 lint: install ## ruff (lint + format check) and mypy
 	$(UV) run --frozen ruff check .
 	$(UV) run --frozen ruff format --check .
 	$(UV) run --frozen mypy
-	$(UV) run --frozen hadolint images/*/Dockerfile
+	$(UV) run --frozen hadolint images/*/Dockerfile images/local/*.Dockerfile
 
 .PHONY: format
 format: install ## Apply ruff's formatting and safe fixes

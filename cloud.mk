@@ -1,4 +1,5 @@
-# Cloud targets: image requirements, Dockerfile lint, Cloud Build, trigger. Included by the Makefile.
+# Image targets: requirements, Dockerfile lint, Cloud Build, trigger, and the images built and run
+# here (build-images-local, run-docker). Included by the Makefile.
 #
 #   make requirements                        # after any change to uv.lock
 #   make build-images PROJECT_ID=my-project REGION=europe-west4 BUCKET=my-bucket
@@ -48,7 +49,7 @@ requirements: uv ## Export each image's locked dependencies from uv.lock to imag
 
 .PHONY: lint-docker
 lint-docker: install ## Lint every Dockerfile with hadolint
-	$(UV) run --frozen hadolint images/*/Dockerfile
+	$(UV) run --frozen hadolint images/*/Dockerfile images/local/*.Dockerfile
 
 .PHONY: build-images
 build-images: ## Build and push the step images with Cloud Build; fetch their digests to images/digests.lock.json
@@ -72,3 +73,26 @@ trigger: ## Create the Cloud Build trigger that runs cloudbuild.yaml on every pu
 		--branch-pattern='^main$$' --build-config=cloudbuild.yaml \
 		--service-account=projects/$(PROJECT_ID)/serviceAccounts/$(BUILD_SERVICE_ACCOUNT) \
 		--substitutions=$(CLOUD_SUBSTITUTIONS)
+
+# ---- The images built and run on this machine (no GCP) ---------------------------------------
+#   make build-images-local && make run-docker      # needs a Docker engine (root) and debootstrap
+# The same build script as Cloud Build (images/build-push.sh), a registry on 127.0.0.1 instead of
+# Artifact Registry, stand-in bases where the public ones cannot be pulled (images/local/).
+LOCAL_REGISTRY ?= 127.0.0.1:5000
+# The registry's storage is a cache, like Docker's own image store: kept across clones and
+# `make clean`, so a rebuild pushes only the layers that changed.
+LOCAL_REGISTRY_STORAGE ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/yoda-phi3/registry
+DOCKER_IMAGE_LOCK ?= images/digests.docker.json
+
+.PHONY: build-images-local
+build-images-local: install ## Build the 4 images here, push them to a registry on 127.0.0.1, lock their digests, compile
+	bash images/local/build-local.sh $(LOCAL_REGISTRY) $(LOCAL_REGISTRY_STORAGE) $(DOCKER_IMAGE_LOCK)
+	$(UV) run --frozen yoda-pipeline compile --image-lock $(DOCKER_IMAGE_LOCK) --output build/pipeline.docker.yaml
+
+.PHONY: run-docker
+run-docker: install ## Run the pipeline offline in the images of build-images-local (KFP's DockerRunner)
+	$(UV) run --frozen yoda-pipeline run-docker --image-lock $(DOCKER_IMAGE_LOCK) $(RUN_FLAGS)
+
+.PHONY: registry-stop
+registry-stop: ## Stop the local registry that build-images-local started
+	bash images/local/registry.sh stop $(LOCAL_REGISTRY) $(LOCAL_REGISTRY_STORAGE)

@@ -25,10 +25,12 @@ VALUES = {"PROJECT_ID": "test-project", "SHORT_SHA": "abc1234", "_REGION": "euro
           "_REPOSITORY": "yoda", "_BUCKET": "test-bucket", "_SUBMIT": "false"}  # fmt: skip
 SUBSTITUTION = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)\}|\$([A-Za-z_][A-Za-z0-9_]*)")
 STUBS = {
-    # `pull` fails as on a first build; `inspect` prints a digest derived from the image name.
-    "docker": 'echo "docker $*" >> "$LOG"\ncase "$1" in pull) exit 1 ;; inspect)\n'
+    # `pull` fails as on a first build; `image inspect` prints the stand-in label ($STANDIN) or a
+    # pushed digest derived from the image name.
+    "docker": 'echo "docker $*" >> "$LOG"\ncase "$1" in pull) exit 1 ;; image)\n'
     '  name="${@: -1}"; name="${name%:*}"\n'
-    '  echo "$name@sha256:$(printf %s "$name" | sha256sum | cut -c1-64)" ;; esac\n',
+    '  case "$4" in *Labels*) echo "${STANDIN:-}" ;; *) echo "$name@sha256:$(printf %s "$name"'
+    ' | sha256sum | cut -c1-64)" ;; esac ;; esac\n',
     "gcloud": 'echo "gcloud $*" >> "$LOG"\n',
     "pip": 'echo "pip $*" >> "$LOG"\n',
     "uv": 'echo "uv $*" >> "$LOG"\nenv | grep "^YODA_" >> "$LOG" || true\n'
@@ -80,6 +82,11 @@ def run_step(step: dict[str, Any], workspace: Path, values: dict[str, str]) -> s
 def workspace(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """/workspace with the stub tools; their calls are logged to $LOG."""
     (tmp_path / "images").mkdir()
+    for script in ("build-push.sh", "write-lock.sh"):  # what the steps run, from the repository
+        shutil.copy2(REPO_ROOT / "images" / script, tmp_path / "images" / script)
+    for step in STEPS:
+        (tmp_path / "images" / step).mkdir()
+        (tmp_path / "images" / step / "Dockerfile").touch()
     (tmp_path / "stubs").mkdir()
     for name, body in STUBS.items():
         (tmp_path / "stubs" / name).write_text("#!/usr/bin/env bash\n" + body)
@@ -108,7 +115,9 @@ def test_every_dollar_is_escaped_or_a_known_substitution(build: dict[str, Any]) 
     text = "\n".join(strings(build))
     names = {m.group(1) or m.group(2) for m in SUBSTITUTION.finditer(text)} - {None}
     assert names - BUILT_INS - set(build["substitutions"]) == set()
-    assert "{{index .RepoDigests 0}}" in text
+    # the steps run the scripts `make build-images-local` runs too
+    assert 'bash images/build-push.sh "$$STEP" "$$IMAGE" "$SHORT_SHA" build/digests' in text
+    assert "bash images/write-lock.sh build/digests images/digests.lock.json" in text
 
 
 def test_options_suit_four_image_builds(build: dict[str, Any]) -> None:
@@ -164,15 +173,14 @@ def test_build_scripts_push_images_lock_digests_compile_and_publish(
         pattern = re.escape(image)
         digest = hashlib.sha256(image.encode()).hexdigest()
         assert lock.image(step) == f"{image}@sha256:{digest}"
-        assert f"docker pull {image}:latest" in calls
+        assert f"docker pull --quiet {image}:latest" in calls
         assert re.search(
             rf"docker build --file images/{step}/Dockerfile --cache-from {pattern}:latest .*"
             rf"--tag {pattern}:abc1234 --tag {pattern}:latest \.$", calls, re.MULTILINE,
         )  # fmt: skip
         assert (REPO_ROOT / "images" / step / "Dockerfile").is_file()
-        assert (
-            f"docker push {image}:abc1234\n" in calls and f"docker push {image}:latest\n" in calls
-        )
+        assert f"docker push --quiet {image}:abc1234\n" in calls
+        assert f"docker push --quiet {image}:latest\n" in calls
 
     compiled = (workspace / "build" / "pipeline.yaml").read_text()
     assert all(lock.image(step) in compiled for step in STEPS)
@@ -182,6 +190,29 @@ def test_build_scripts_push_images_lock_digests_compile_and_publish(
             f"gs://test-bucket/pipelines/{folder}/\n"
         ) in calls
     assert "yoda-pipeline submit" not in calls
+
+
+@pytest.mark.parametrize(
+    ("image", "pushed"),
+    [("europe-west4-docker.pkg.dev/p/yoda/yoda-inference", False),
+     ("127.0.0.1:5000/yoda/yoda-inference", True), ("localhost:5000/yoda/yoda-inference", True)],
+)  # fmt: skip
+def test_an_image_on_a_stand_in_base_is_pushed_only_to_a_loopback_registry(
+    workspace: Path, monkeypatch: pytest.MonkeyPatch, image: str, pushed: bool
+) -> None:
+    monkeypatch.setenv("STANDIN", "pytorch/pytorch:2.8.0-cuda12.9-cudnn9-runtime")
+    monkeypatch.setenv("PATH", f"{workspace / 'stubs'}{os.pathsep}{os.environ['PATH']}")
+    done = subprocess.run(["bash", "images/build-push.sh", "inference", image, "t", "digests"],
+                          cwd=workspace, capture_output=True, text=True)  # fmt: skip
+    calls = (workspace / "calls.log").read_text()
+    assert ("docker push" in calls) is pushed
+    assert (done.returncode == 0) is pushed, done.stderr
+    if not pushed:
+        assert done.stderr == (
+            f"error: {image}:t is built on a local stand-in for pytorch/pytorch:2.8.0-cuda12.9-"
+            "cudnn9-runtime: push it only to a registry on 127.0.0.1\n"
+        )
+        assert not (workspace / "digests").exists()
 
 
 @pytest.mark.parametrize("submit", ["true", "false"])

@@ -240,3 +240,24 @@ def test_qlora_4bit_on_gpu(tmp_path: Path, tiny_model_dir: Path, sample_train_js
         result.metrics["eval_loss"]
     )
     assert any(p.__class__.__name__ == "Params4bit" for p in result.model.parameters())
+
+
+def test_the_same_seed_trains_the_same_adapter(
+    trained: tuple[FineTuneResult, Path], tmp_path: Path, tiny_model_dir: Path,
+    sample_train_jsonl: Path,
+) -> None:  # fmt: skip
+    """LoRA's initial weights and trl's packing shuffle are seeded: two runs are alike (and a run
+    in the step image equals one on the host, tests/test_docker_images.py)."""
+    first, first_out = trained
+    base = str(tiny_model_dir)
+    again = fine_tune(
+        sample_train_jsonl, tmp_path / "a", tmp_path / "am", base_model=base, hp=QUICK
+    )
+    assert again.metrics["train_loss"] == first.metrics["train_loss"]
+    weights = "adapter_model.safetensors"
+    assert (tmp_path / "a" / weights).read_bytes() == (first_out / "model" / weights).read_bytes()
+    reseeded = dataclasses.replace(QUICK, seed=7)
+    other = fine_tune(
+        sample_train_jsonl, tmp_path / "b", tmp_path / "bm", base_model=base, hp=reseeded
+    )
+    assert other.metrics["train_loss"] != first.metrics["train_loss"]

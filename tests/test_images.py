@@ -73,12 +73,11 @@ def test_base_image_is_pinned(step: str) -> None:
 
 
 @pytest.mark.parametrize("step", STEPS)
-def test_runs_as_a_non_root_user(step: str) -> None:
-    names = [name for name, _ in instructions(step)]
+def test_runs_as_root_like_vertex_images(step: str) -> None:
+    """Chosen on evidence (tests/test_docker_images.py): uid 10001 cannot write the DockerRunner's
+    root-owned bind mounts, and Vertex does not publish its /gcs mount's owner."""
     users = [args for name, args in instructions(step) if name == "USER"]
-    assert users, "no USER instruction: the image runs as root"
-    assert users[-1] not in ("root", "0", "0:0")
-    assert names.index("USER") > max(i for i, name in enumerate(names) if name == "RUN")
+    assert users in ([], ["root"]), users
 
 
 @pytest.mark.parametrize("step", STEPS)
@@ -105,8 +104,10 @@ def test_locked_requirements_are_installed_before_the_sources(step: str) -> None
 def test_command_is_the_step_console_script(step: str) -> None:
     script = "yoda-" + step.replace("_", "-")
     assert console_scripts(step)[script] == f"yoda_{step}.cli:main"
-    entrypoints = [json.loads(args) for name, args in instructions(step) if name == "ENTRYPOINT"]
-    assert entrypoints == [[script]]
+    # no ENTRYPOINT: KFP's DockerRunner would put it before the task's command
+    assert [name for name, _ in instructions(step) if name == "ENTRYPOINT"] == []
+    commands = [json.loads(args) for name, args in instructions(step) if name == "CMD"]
+    assert commands == [[script, "--help"]]
 
 
 @pytest.mark.parametrize("step", STEPS)

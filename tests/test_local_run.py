@@ -9,6 +9,8 @@ from __future__ import annotations
 import csv
 import json
 import math
+import os
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -21,6 +23,8 @@ from yoda_pipeline.settings import LOCAL_IMAGE_LOCK, PipelineSettings
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 LOCK = str(REPO_ROOT / LOCAL_IMAGE_LOCK)
+FUSE_GUARD = Path(__file__).resolve().parent / "fuse_guard"
+STEP_SCRIPTS = ("yoda-data-transformation", "yoda-fine-tuning", "yoda-inference", "yoda-evaluation")
 
 
 def task_dir(run_dir: Path, task: str) -> Path:
@@ -39,21 +43,36 @@ def output_metadata(task: Path, output: str) -> dict[str, Any]:
 
 
 @pytest.fixture(scope="module")
-def offline_env(tiny_model_dir: Path, gcs_emulator_host: str) -> Iterator[None]:
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("YODA_TINY_MODEL_DIR", str(tiny_model_dir))
-        patch.setenv("STORAGE_EMULATOR_HOST", gcs_emulator_host)
-        yield
-
-
-@pytest.fixture(scope="module")
 def runs_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("local-runs")
 
 
 @pytest.fixture(scope="module")
+def fuse_guard_log(runs_dir: Path) -> Path:
+    return runs_dir.with_name(f"{runs_dir.name}-fuse-guard.log")
+
+
+@pytest.fixture(scope="module")
+def offline_env(
+    tiny_model_dir: Path, gcs_emulator_host: str, runs_dir: Path, fuse_guard_log: Path
+) -> Iterator[None]:
+    """The runs' environment: every step process renames as on Vertex AI's gcsfuse mount, which
+    the runs folder stands in for (``tests/fuse_guard/sitecustomize.py``)."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("YODA_TINY_MODEL_DIR", str(tiny_model_dir))
+        patch.setenv("STORAGE_EMULATOR_HOST", gcs_emulator_host)
+        patch.setenv(
+            "PYTHONPATH", os.pathsep.join([str(FUSE_GUARD), os.environ.get("PYTHONPATH", "")])
+        )
+        patch.setenv("YODA_FUSE_GUARD_ROOT", str(runs_dir))
+        patch.setenv("YODA_FUSE_GUARD_LOG", str(fuse_guard_log))
+        yield
+
+
+@pytest.fixture(scope="module")
 def default_run(offline_env: None, runs_dir: Path) -> Path:
-    settings = PipelineSettings(image_lock=Path(LOCK), local_runs_dir=runs_dir, max_steps=3)
+    """``make run-local``'s run: the offline defaults (long enough to rotate checkpoints)."""
+    settings = PipelineSettings(image_lock=Path(LOCK), local_runs_dir=runs_dir)
     return run_local(settings)
 
 
@@ -74,6 +93,20 @@ def override_run(offline_env: None, runs_dir: Path, default_run: Path, sample_cs
     return run
 
 
+def test_every_step_ran_under_the_gcsfuse_guard_and_renamed_no_directory(
+    default_run: Path, override_run: Path, fuse_guard_log: Path, runs_dir: Path
+) -> None:
+    lines = fuse_guard_log.read_text(encoding="utf-8").splitlines()
+    started = [line for line in lines if " guarded " in line]
+    for script in STEP_SCRIPTS:
+        assert sum(script in line for line in started) == 2, f"{script} ran unguarded"
+    # Outside the "mount", libraries may fall back by themselves (datasets' cache moves its
+    # folder with shutil.move, which copies when the rename fails); on it, nothing is refused.
+    assert [line for line in lines if " refused " in line and str(runs_dir) in line] == []
+    # the Trainer wrote and rotated its checkpoints (save_total_limit) on the guarded "mount"
+    assert any(re.search(r" rmtree .*/model-checkpoints/checkpoint-\d+$", line) for line in lines)
+
+
 def test_data_step_outputs(default_run: Path) -> None:
     assert (default_run / "pipeline.yaml").is_file()
     data = task_dir(default_run, "data-transformation-component")
@@ -90,7 +123,7 @@ def test_fine_tuning_outputs(default_run: Path, tiny_model_dir: Path) -> None:
     assert (tuned / "model" / "adapter_model.safetensors").is_file()
     assert list((tuned / "metrics").rglob("events.out.tfevents.*"))
     metrics = output_metadata(tuned, "metrics")
-    assert metrics["train_steps"] == 3
+    assert metrics["train_steps"] == 30
     assert math.isfinite(metrics["train_loss"]) and math.isfinite(metrics["eval_loss"])
     model_meta = output_metadata(tuned, "model")
     assert model_meta["base_model"] == str(tiny_model_dir.resolve())

@@ -1,14 +1,23 @@
-"""The step contract: executor output, staged (all-or-nothing) outputs, error exits."""
+"""The step contract: executor output, outputs written in place (all or nothing), error exits."""
 
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
 
-from yoda_step_io import StepError, load_executor_input, parse_bool, run_step, staged_outputs
+from yoda_step_io import (
+    StepError,
+    check_writable,
+    load_executor_input,
+    outputs_in_place,
+    parse_bool,
+    run_step,
+)
 from yoda_step_io.executor import build_executor_output, write_executor_output
+from yoda_step_io.files import write_text_atomic
 
 
 def executor_input(tmp_path: Path) -> dict[str, object]:
@@ -68,31 +77,61 @@ def test_load_executor_input_is_optional() -> None:
     assert load_executor_input("") is None
 
 
-def test_staged_outputs_publish_all_on_success(tmp_path: Path) -> None:
+def test_outputs_in_place_replace_a_rerun_and_keep_what_succeeded(tmp_path: Path) -> None:
     file_out, dir_out = tmp_path / "a.txt", tmp_path / "model"
     file_out.write_text("old")
-    with staged_outputs(file_out, dir_out) as (file_stage, dir_stage):
-        file_stage.write_text("new")
-        dir_stage.mkdir()
-        (dir_stage / "weights").write_text("w")
-        assert not dir_out.exists()
+    with outputs_in_place(file_out, dir_out) as (file_path, dir_path):
+        assert (file_path, dir_path) == (file_out, dir_out)
+        assert not file_out.exists(), "a rerun starts from a clean slate"
+        file_path.write_text("new")
+        dir_path.mkdir()
+        (dir_path / "weights").write_text("w")
     assert file_out.read_text() == "new"
     assert (dir_out / "weights").read_text() == "w"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.txt", "model"]
 
 
-def test_staged_outputs_leave_nothing_on_error(tmp_path: Path) -> None:
-    first, second = tmp_path / "train.jsonl", tmp_path / "test.jsonl"
-    with pytest.raises(RuntimeError), staged_outputs(first, second) as (stage_a, _):
-        stage_a.write_text("half")
+def test_outputs_in_place_leave_nothing_on_error(tmp_path: Path) -> None:
+    first, second = tmp_path / "train.jsonl", tmp_path / "nested" / "model"
+    with pytest.raises(RuntimeError), outputs_in_place(first, second) as (a, b):
+        a.write_text("half")
+        b.mkdir()
+        (b / "weights").write_text("half")
         raise RuntimeError("boom")
+    assert [p.name for p in tmp_path.rglob("*")] == ["nested"]
+
+
+def test_outputs_in_place_refuse_a_missing_output(tmp_path: Path) -> None:
+    with (
+        pytest.raises(FileNotFoundError, match="did not write"),
+        outputs_in_place(tmp_path / "x", tmp_path / "y") as (x, _),
+    ):
+        x.write_text("only one")
     assert list(tmp_path.iterdir()) == []
 
 
-def test_staged_outputs_refuse_a_missing_output(tmp_path: Path) -> None:
-    with pytest.raises(FileNotFoundError), staged_outputs(tmp_path / "x") as _:
-        pass
-    assert list(tmp_path.iterdir()) == []
+def test_write_text_atomic_leaves_only_the_file(tmp_path: Path) -> None:
+    target = tmp_path / "out" / "executor_output.json"
+    write_text_atomic(target, "{}")
+    write_text_atomic(target, '{"a": 1}')
+    assert target.read_text() == '{"a": 1}'
+    assert list(target.parent.iterdir()) == [target]
+
+
+def test_check_writable_probes_and_cleans_up(tmp_path: Path) -> None:
+    check_writable(tmp_path / "a" / "train", tmp_path / "a" / "test", tmp_path / "b" / "model")
+    assert sorted(p.name for p in tmp_path.rglob("*")) == ["a", "b"]
+
+
+def test_check_writable_names_the_fix(tmp_path: Path) -> None:
+    (tmp_path / "ro").mkdir(mode=0o500)
+    if os.access(tmp_path / "ro", os.W_OK):  # root ignores permission bits: take a file instead
+        (tmp_path / "ro").rmdir()
+        (tmp_path / "ro").write_text("a file where a folder should be")
+    with pytest.raises(
+        StepError, match=r"cannot write to the output folder .*run the step's image as root"
+    ):
+        check_writable(tmp_path / "ro" / "model")
 
 
 def test_run_step_turns_step_error_into_one_line_and_exit_2(

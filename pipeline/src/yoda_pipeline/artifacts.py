@@ -6,7 +6,7 @@ import logging
 import shutil
 from pathlib import Path, PurePosixPath
 
-from yoda_step_io import StepError, staged_outputs
+from yoda_step_io import StepError, outputs_in_place
 from yoda_step_io.gcs import download_prefix
 
 logger = logging.getLogger(__name__)
@@ -65,9 +65,9 @@ def fetch_tensorboard_logs(source: str, logs_dir: Path) -> Path:
     events = sorted(p for p in Path(location).rglob(f"{EVENT_PREFIX}*") if p.is_file())
     if not events:
         raise StepError(f"no TensorBoard event files under {location}")
-    with staged_outputs(destination) as (staging,):
+    with outputs_in_place(destination):
         for event in events:
-            target = staging / event.relative_to(location)
+            target = destination / event.relative_to(location)
             target.parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(event, target)
     logger.info("copied %d event file(s) from %s to %s", len(events), location, destination)

@@ -1,9 +1,11 @@
-"""``yoda-pipeline``: compile the pipeline, run it offline, fetch a run's TensorBoard logs.
+"""``yoda-pipeline``: compile the pipeline, run it offline (on the host or in the images), fetch
+a run's TensorBoard logs.
 
 Examples::
 
     yoda-pipeline compile --output build/pipeline.yaml
     yoda-pipeline run-local --raw-data-uri gs://bucket/yoda.csv --set lora_r=16 --set max_steps=5
+    yoda-pipeline run-docker     # the same, each step in its image (make build-images-local first)
     yoda-pipeline tensorboard gs://bucket/root/123/job-id/fine-tuning-component_456/metrics
     yoda-pipeline report --by bleu --top 5
 """
@@ -23,7 +25,7 @@ from yoda_pipeline.compile import compile_pipeline
 from yoda_pipeline.gcp_check import print_checks, run_checks
 from yoda_pipeline.offline import run_local
 from yoda_pipeline.report import evaluation_results_location, format_report, read_results
-from yoda_pipeline.settings import LOCAL_IMAGE_LOCK, PipelineSettings
+from yoda_pipeline.settings import DOCKER_IMAGE_LOCK, LOCAL_IMAGE_LOCK, PipelineSettings
 from yoda_pipeline.submit import submit_pipeline
 from yoda_step_io import StepError
 
@@ -41,11 +43,18 @@ def build_parser() -> argparse.ArgumentParser:
 
     run_cmd = commands.add_parser("run-local", help="compile, then run offline on this machine")
     run_cmd.add_argument("--image-lock", type=Path, default=LOCAL_IMAGE_LOCK)
-    run_cmd.add_argument("--raw-data-uri", help="raw CSV (default: the embedded sample)")
-    run_cmd.add_argument("--target-column", choices=["translation_extra", "translation"])
-    run_cmd.add_argument("--test-fraction", type=float)
-    run_cmd.add_argument("--split-seed", type=int)
-    run_cmd.add_argument("--runs-dir", type=Path, help="parent of the per-run folders")
+    docker_cmd = commands.add_parser(
+        "run-docker",
+        help="compile, then run offline in the step images (KFP's DockerRunner); "
+        "the images come from `make build-images-local`",
+    )
+    docker_cmd.add_argument("--image-lock", type=Path, default=DOCKER_IMAGE_LOCK)
+    for command in (run_cmd, docker_cmd):
+        command.add_argument("--raw-data-uri", help="raw CSV (default: the embedded sample)")
+        command.add_argument("--target-column", choices=["translation_extra", "translation"])
+        command.add_argument("--test-fraction", type=float)
+        command.add_argument("--split-seed", type=int)
+        command.add_argument("--runs-dir", type=Path, help="parent of the per-run folders")
 
     submit_cmd = commands.add_parser(
         "submit", help="check the settings, compile with the image lock, submit to Vertex AI"
@@ -56,7 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
     check_cmd = commands.add_parser("check-gcp", help="check the Google Cloud set-up")
     check_cmd.add_argument("--skip", action="append", default=[], help="a check to skip")
 
-    for command in (run_cmd, submit_cmd):
+    for command in (run_cmd, docker_cmd, submit_cmd):
         command.add_argument(
             "--set",
             action="append",
@@ -135,6 +144,13 @@ def main(argv: Sequence[str] | None = None) -> None:
             source = args.source or str(latest_local_run(settings.local_runs_dir))
             rows = read_results(evaluation_results_location(source))
             print(format_report(rows, args.by, args.top))
+        elif args.command == "run-docker":
+            if not settings.image_lock.is_file():
+                raise StepError(
+                    f"image lock {settings.image_lock} not found: run `make build-images-local` "
+                    "first (it builds the step images and writes their digests there)"
+                )
+            run_local(settings, runner="docker")
         else:
             run_local(settings)
     except (ValueError, StepError) as error:  # bad settings, lock or source (pydantic's too)

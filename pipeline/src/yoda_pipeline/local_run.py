@@ -1,10 +1,14 @@
-"""Run a compiled pipeline on this machine with KFP's own local runner, no Docker.
+"""Run a compiled pipeline on this machine with KFP's own local runners.
 
-KFP's ``SubprocessRunner`` executes each task's command as a subprocess, but refuses container
-components and warns about non-Python images. Our container commands are console scripts
-installed in this project's environment, so :func:`host_commands` lifts those two checks for the
-duration of a run. That touches KFP's private ``subprocess_task_handler`` module: kfp is pinned
-(``pipeline/pyproject.toml``) and ``tests/test_local_run.py`` runs the whole pipeline through it.
+- ``SubprocessRunner`` (``make run-local``, no Docker) executes each task's command as a
+  subprocess, but refuses container components and warns about non-Python images. Our container
+  commands are console scripts installed in this project's environment, so :func:`host_commands`
+  lifts those two checks for the duration of a run. That touches KFP's private
+  ``subprocess_task_handler`` module: kfp is pinned (``pipeline/pyproject.toml``) and
+  ``tests/test_local_run.py`` runs the whole pipeline through it.
+- ``DockerRunner`` (``make run-docker``) runs each task in its image, pulled by digest; it
+  bind-mounts only the pipeline root (at the same path), so whatever a container reads must lie
+  under it (:data:`INPUTS_FOLDER`).
 """
 
 from __future__ import annotations
@@ -13,15 +17,19 @@ import logging
 import os
 import sys
 import warnings
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Iterator, Mapping
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from kfp import components, local
 from kfp.local import subprocess_task_handler
 
 logger = logging.getLogger(__name__)
+
+#: The folder under a pipeline root that holds a run's local inputs (not an artifact).
+INPUTS_FOLDER = "inputs"
+Runner = Literal["subprocess", "docker"]
 
 
 class _HostCommandTaskHandler(subprocess_task_handler.SubprocessTaskHandler):  # type: ignore[misc]
@@ -49,9 +57,17 @@ def host_commands() -> Iterator[None]:
 
 
 def run_compiled_pipeline(
-    pipeline_yaml: Path, arguments: dict[str, Any], pipeline_root: Path
+    pipeline_yaml: Path,
+    arguments: dict[str, Any],
+    pipeline_root: Path,
+    *,
+    runner: Runner = "subprocess",
+    container_env: Mapping[str, str] | None = None,
 ) -> list[Path]:
-    """Run ``pipeline_yaml`` locally under ``pipeline_root``.
+    """Run ``pipeline_yaml`` locally under ``pipeline_root``, on the host or in the images.
+
+    Args:
+        container_env: environment of the containers (``runner="docker"`` only).
 
     Returns:
         Every output artifact file or directory the run wrote, sorted.
@@ -60,13 +76,17 @@ def run_compiled_pipeline(
         RuntimeError: a task failed (its log above says why).
     """
     pipeline_root.mkdir(parents=True, exist_ok=True)
-    local.init(
-        runner=local.SubprocessRunner(use_venv=False),
-        pipeline_root=str(pipeline_root),
-        raise_on_error=True,
-    )
+    setting: AbstractContextManager[None]
+    if runner == "docker":
+        pipeline_root = pipeline_root.resolve()  # mounted at the same (absolute) path
+        kfp_runner: Any = local.DockerRunner(environment=dict(container_env or {}))
+        setting = nullcontext()
+    else:
+        kfp_runner = local.SubprocessRunner(use_venv=False)
+        setting = host_commands()
+    local.init(runner=kfp_runner, pipeline_root=str(pipeline_root), raise_on_error=True)
     pipeline = components.load_component_from_file(str(pipeline_yaml))
-    with host_commands(), warnings.catch_warnings():
+    with setting, warnings.catch_warnings():
         # Vertex shows display names and applies resources; the local runner ignores both.
         warnings.filterwarnings("ignore", message=".*have no effect in the current local runner")
         pipeline(**arguments)
@@ -78,5 +98,7 @@ def list_artifacts(pipeline_root: Path) -> list[Path]:
     return sorted(
         path
         for path in pipeline_root.glob("*/*/*")
-        if path.name != "executor_output.json" and not path.name.startswith(".")
+        if path.name != "executor_output.json"
+        and not path.name.startswith(".")
+        and path.relative_to(pipeline_root).parts[0] != INPUTS_FOLDER
     )

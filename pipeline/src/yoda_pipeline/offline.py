@@ -1,18 +1,24 @@
-"""The offline default: the embedded sample, a generated tiny Phi-3, KFP's local runner."""
+"""The offline default: the embedded sample, a generated tiny Phi-3, KFP's local runners."""
 
 from __future__ import annotations
 
 import logging
+import os
+import shutil
 import subprocess
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
 from yoda_pipeline.compile import compile_pipeline
-from yoda_pipeline.local_run import run_compiled_pipeline
+from yoda_pipeline.local_run import INPUTS_FOLDER, Runner, run_compiled_pipeline
 from yoda_pipeline.settings import PipelineSettings, sample_data_path
 
 logger = logging.getLogger(__name__)
+
+#: Host variables handed to the step containers of ``make run-docker``: some machines set
+#: OpenBLAS's processor settings, and thread counts change floating-point sums.
+CONTAINER_ENV = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
 
 
 def ensure_tiny_model(directory: Path) -> Path:
@@ -44,17 +50,54 @@ def offline_settings(settings: PipelineSettings) -> PipelineSettings:
     return settings.model_copy(update=updates)
 
 
-def run_local(settings: PipelineSettings) -> Path:
-    """Compile against ``settings.image_lock`` and run the pipeline in a fresh run folder."""
+def stage_inputs(settings: PipelineSettings, inputs_dir: Path) -> PipelineSettings:
+    """Copy the local raw CSV and base model under ``inputs_dir``, where containers can read them.
+
+    KFP's ``DockerRunner`` mounts only the pipeline root; ``gs://``, ``hf://`` and hub ids are
+    left as they are.
+    """
+    updates: dict[str, object] = {}
+    raw = Path(settings.raw_data_uri)
+    if "://" not in settings.raw_data_uri and raw.is_file():
+        inputs_dir.mkdir(parents=True, exist_ok=True)
+        updates["raw_data_uri"] = str(Path(shutil.copy2(raw, inputs_dir / raw.name)).resolve())
+    base = Path(settings.base_model)
+    if base.is_dir():
+        target = inputs_dir / base.name
+        shutil.copytree(base, target)
+        updates["base_model"] = str(target.resolve())
+    for name, value in updates.items():
+        logger.info("docker run: %s = %s (copied under the mounted pipeline root)", name, value)
+    return settings.model_copy(update=updates)
+
+
+def _container_env() -> dict[str, str]:
+    """The host settings that change numeric results, passed on so both runs compute alike."""
+    return {name: os.environ[name] for name in CONTAINER_ENV if name in os.environ}
+
+
+def run_local(settings: PipelineSettings, *, runner: Runner = "subprocess") -> Path:
+    """Compile against ``settings.image_lock`` and run the pipeline in a fresh run folder.
+
+    ``runner="docker"`` runs each step in its image (``make run-docker``) instead of this
+    environment (``make run-local``).
+    """
     settings = offline_settings(settings)
     stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S-%f")
     run_dir = settings.local_runs_dir / f"run-{stamp}"
+    if runner == "docker":
+        settings = stage_inputs(settings, run_dir / "outputs" / INPUTS_FOLDER)
     pipeline_yaml = compile_pipeline(settings, run_dir / "pipeline.yaml")
     logger.info("running %s on %s", pipeline_yaml, settings.raw_data_uri)
     artifacts = run_compiled_pipeline(
-        pipeline_yaml, settings.parameter_values(), run_dir / "outputs"
+        pipeline_yaml,
+        settings.parameter_values(),
+        run_dir / "outputs",
+        runner=runner,
+        container_env=_container_env(),
     )
-    print(f"\nLocal run finished: {run_dir}")
+    where = "in the step images" if runner == "docker" else "in this environment"
+    print(f"\nLocal run finished ({where}): {run_dir}")
     for artifact in artifacts:
         print(f"  {artifact.parent.name}/{artifact.name}: {artifact}")
     return run_dir

@@ -16,6 +16,8 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 #: executes each step's command on the host). Cloud Build writes the real one.
 LOCAL_IMAGE_LOCK = Path("images/digests.local.json")
 CLOUD_IMAGE_LOCK = Path("images/digests.lock.json")
+#: The lock of the images built and pushed to a registry on 127.0.0.1 by `make build-images-local`.
+DOCKER_IMAGE_LOCK = Path("images/digests.docker.json")
 
 
 def sample_data_path() -> Path:

@@ -15,6 +15,7 @@ from pathlib import Path
 from yoda_data_transformation.transform import TARGET_COLUMNS, transform
 from yoda_step_io import (
     add_executor_input_flag,
+    check_writable,
     load_executor_input,
     run_step,
     setup_logging,
@@ -45,6 +46,7 @@ def main(argv: Sequence[str] | None = None) -> None:
 
     def step() -> None:
         executor_input = load_executor_input(args.executor_input)
+        check_writable(args.train_output, args.test_output)
         result = transform(
             args.raw_data_uri,
             args.train_output,

@@ -19,7 +19,7 @@ from typing import Any
 import pandas as pd
 
 from yoda_data_transformation.sources import read_bytes
-from yoda_step_io import StepError, staged_outputs, timed
+from yoda_step_io import StepError, outputs_in_place, timed
 from yoda_step_io.conversations import Conversation
 
 logger = logging.getLogger(__name__)
@@ -191,9 +191,9 @@ def transform(
         frame = parse_raw_csv(read_bytes(raw_data_uri), raw_data_uri, target_column)
     rows, dropped = clean_rows(frame, target_column)
     train, test = split_records(build_conversations(rows, target_column), test_fraction, seed)
-    with staged_outputs(train_path, test_path) as (train_staging, test_staging):
-        write_jsonl(train, train_staging)
-        write_jsonl(test, test_staging)
+    with outputs_in_place(train_path, test_path):
+        write_jsonl(train, train_path)
+        write_jsonl(test, test_path)
     result = TransformResult(
         source=raw_data_uri,
         target_column=target_column,

@@ -16,6 +16,7 @@ from yoda_evaluation.evaluate import evaluate_predictions
 from yoda_evaluation.metrics import METRICS, parse_metric_names
 from yoda_step_io import (
     add_executor_input_flag,
+    check_writable,
     load_executor_input,
     run_step,
     setup_logging,
@@ -48,6 +49,7 @@ def main(argv: Sequence[str] | None = None) -> None:
 
     def step() -> None:
         executor_input = load_executor_input(args.executor_input)
+        check_writable(args.results_output, args.metrics_output)
         names = parse_metric_names(args.metrics)
         result = evaluate_predictions(
             args.predictions, args.results_output, args.metrics_output, names

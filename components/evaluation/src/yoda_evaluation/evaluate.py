@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 import pandas as pd
 
 from yoda_evaluation.metrics import aggregate_metrics, compute_metrics, metric_definitions
-from yoda_step_io import StepError, staged_outputs
+from yoda_step_io import StepError, outputs_in_place
 
 if TYPE_CHECKING:
     from ragas.metrics.base import SingleTurnMetric
@@ -104,11 +104,11 @@ def evaluate_predictions(
     results = score_predictions(frame, metrics)
     seconds_per_sample = (time.perf_counter() - start) / len(frame)
     aggregates = aggregate_metrics(results)
-    with staged_outputs(results_path, metrics_path) as (results_stage, metrics_stage):
-        results.to_csv(results_stage, index=False, encoding="utf-8")
-        metrics_stage.mkdir()
-        (metrics_stage / "metrics.json").write_text(json.dumps(aggregates, indent=2))
-        (metrics_stage / "report.html").write_text(_html_report(aggregates), encoding="utf-8")
+    with outputs_in_place(results_path, metrics_path):
+        results.to_csv(results_path, index=False, encoding="utf-8")
+        metrics_path.mkdir()
+        (metrics_path / "metrics.json").write_text(json.dumps(aggregates, indent=2))
+        (metrics_path / "report.html").write_text(_html_report(aggregates), encoding="utf-8")
     logger.info(
         "scored %d predictions (%.2f ms each): %s",
         len(frame),

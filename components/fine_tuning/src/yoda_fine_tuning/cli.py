@@ -20,6 +20,7 @@ from yoda_fine_tuning.hyperparams import HyperParameters
 from yoda_fine_tuning.train import fine_tune
 from yoda_step_io import (
     add_executor_input_flag,
+    check_writable,
     load_executor_input,
     parse_bool,
     run_step,
@@ -84,6 +85,7 @@ def main(argv: Sequence[str] | None = None) -> None:
 
     def step() -> None:
         executor_input = load_executor_input(args.executor_input)
+        check_writable(args.model_output, args.metrics_output)
         result = fine_tune(
             args.train_dataset,
             args.model_output,

@@ -15,7 +15,7 @@ import logging
 from collections.abc import Sequence
 from pathlib import Path
 
-from yoda_step_io import setup_logging, staged_outputs
+from yoda_step_io import outputs_in_place, setup_logging
 
 logger = logging.getLogger(__name__)
 
@@ -115,9 +115,9 @@ def make_tiny_model(
         eos_token_id=[ids[EOS], ids["<|end|>"], ids["<|assistant|>"]],
         pad_token_id=ids[EOS],
     )
-    with staged_outputs(output_dir) as (staging,):
-        model.save_pretrained(staging, safe_serialization=True)
-        tokenizer.save_pretrained(staging)  # type: ignore[attr-defined]
+    with outputs_in_place(output_dir):
+        model.save_pretrained(output_dir, safe_serialization=True)
+        tokenizer.save_pretrained(output_dir)  # type: ignore[attr-defined]
     parameters = sum(p.numel() for p in model.parameters())
     logger.info("wrote tiny Phi-3 (%d parameters, vocab %d) to %s", parameters, vocab, output_dir)
     return output_dir

@@ -12,12 +12,15 @@ import math
 import os
 import resource
 import shutil
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from yoda_fine_tuning.hyperparams import HyperParameters
-from yoda_step_io import StepError, staged_outputs, timed
+from yoda_step_io import StepError, outputs_in_place, timed
 from yoda_step_io.conversations import Conversation, read_conversations
 
 if TYPE_CHECKING:
@@ -221,6 +224,26 @@ def chat_formatter(tokenizer: PreTrainedTokenizerBase) -> Any:
     return format_messages
 
 
+@contextmanager
+def private_datasets_cache() -> Iterator[Path]:
+    """A fresh ``datasets`` cache for this run, removed after it.
+
+    trl packs the data with ``Dataset.from_generator``, which writes into the shared
+    ``~/.cache/huggingface/datasets`` and reuses what an earlier run with the same fingerprint
+    left there (packed before this step seeded its shuffle, for one). The packed files stay
+    memory-mapped while training, so the folder lives as long as the block.
+    """
+    import datasets
+
+    shared = datasets.config.HF_DATASETS_CACHE
+    with tempfile.TemporaryDirectory(prefix="yoda-datasets-") as folder:
+        datasets.config.HF_DATASETS_CACHE = Path(folder)
+        try:
+            yield Path(folder)
+        finally:
+            datasets.config.HF_DATASETS_CACHE = shared
+
+
 def _peak_memory_mb(use_cuda: bool) -> float:
     if use_cuda:
         import torch
@@ -261,10 +284,14 @@ def fine_tune(
     hp.validate()  # before importing torch and friends: a bad value fails in a blink
 
     import torch
+    from transformers import set_seed
     from transformers.trainer_utils import get_last_checkpoint
     from trl import SFTTrainer
 
     plan = plan_run(hp, torch.cuda.is_available())
+    # The LoRA weights' initialisation and trl's packing shuffle draw from the global RNGs before
+    # the Trainer seeds them: seed them first, or no two runs are alike.
+    set_seed(hp.seed)
     check_base_model(base_model)
     datasets = split_validation(read_conversations(train_path), hp)
     logger.info(
@@ -281,12 +308,15 @@ def fine_tune(
         "trainable parameters: %d of %d (%.2f%%)", trainable, total, 100 * trainable / total
     )
     checkpoints = checkpoint_dir or model_output.with_name(f"{model_output.name}-checkpoints")
-    with staged_outputs(model_output, metrics_output) as (model_stage, metrics_stage):
-        metrics_stage.mkdir()
+    with (
+        outputs_in_place(model_output, metrics_output),
+        private_datasets_cache(),
+    ):
+        metrics_output.mkdir()
         try:
             trainer = SFTTrainer(
                 model=model,
-                args=build_sft_config(hp, plan, checkpoints, metrics_stage / "tensorboard"),
+                args=build_sft_config(hp, plan, checkpoints, metrics_output / "tensorboard"),
                 train_dataset=datasets["train"],
                 eval_dataset=datasets["validation"],
                 processing_class=tokenizer,
@@ -323,8 +353,8 @@ def fine_tune(
         for name in ("train_loss", "eval_loss"):
             if not math.isfinite(metrics[name]):
                 logger.warning("%s is %s: training diverged", name, metrics[name])
-        trainer.model.save_pretrained(model_stage)
-        tokenizer.save_pretrained(model_stage)
+        trainer.model.save_pretrained(model_output)
+        tokenizer.save_pretrained(model_output)
         model_metadata = {
             **hp.as_dict(),
             "base_model": base_model,
@@ -332,9 +362,9 @@ def fine_tune(
             "quantized_4bit": plan.use_4bit,
             "optim": plan.optim,  # as used: adamw_torch where the 8-bit optimizer needs CUDA
         }
-        (model_stage / "hyperparameters.json").write_text(json.dumps(model_metadata, indent=2))
-        (model_stage / "training_metrics.json").write_text(json.dumps(metrics, indent=2))
-        (metrics_stage / "metrics.json").write_text(json.dumps(metrics, indent=2))
+        (model_output / "hyperparameters.json").write_text(json.dumps(model_metadata, indent=2))
+        (model_output / "training_metrics.json").write_text(json.dumps(metrics, indent=2))
+        (metrics_output / "metrics.json").write_text(json.dumps(metrics, indent=2))
     shutil.rmtree(checkpoints, ignore_errors=True)  # the run finished: nothing left to resume
     logger.info("saved the LoRA adapter to %s, metrics to %s", model_output, metrics_output)
     return FineTuneResult(metrics=metrics, model_metadata=model_metadata, model=trainer.model)

@@ -16,6 +16,7 @@ from yoda_inference.model import QUANTIZATION_MODES
 from yoda_inference.predict import GenerationParameters, predict_test_set
 from yoda_step_io import (
     add_executor_input_flag,
+    check_writable,
     load_executor_input,
     parse_bool,
     run_step,
@@ -53,6 +54,7 @@ def main(argv: Sequence[str] | None = None) -> None:
 
     def step() -> None:
         executor_input = load_executor_input(args.executor_input)
+        check_writable(args.predictions_output)
         params = GenerationParameters(
             batch_size=args.batch_size,
             max_new_tokens=args.max_new_tokens,

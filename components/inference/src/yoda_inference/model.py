@@ -8,7 +8,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from yoda_step_io import StepError, staged_outputs
+from yoda_step_io import StepError, outputs_in_place
 from yoda_step_io.gcs import download_prefix
 
 logger = logging.getLogger(__name__)
@@ -21,7 +21,8 @@ QUANTIZATION_MODES = ("4bit", "auto", "none")
 def download_model(model_uri: str, local_dir: str | Path) -> Path:
     """Copy the model directory at ``model_uri`` (``gs://…`` or a local path) into ``local_dir``.
 
-    Nested files keep their relative paths; ``local_dir`` is replaced whole on success.
+    Nested files keep their relative paths; ``local_dir`` is replaced if present, and removed
+    again if the copy fails.
 
     Raises:
         StepError: the bucket, prefix or directory does not exist or holds no file.
@@ -35,8 +36,8 @@ def download_model(model_uri: str, local_dir: str | Path) -> Path:
         raise StepError(f"model directory {model_uri} does not exist")
     if not any(p.is_file() for p in source.rglob("*")):
         raise StepError(f"model directory {model_uri} holds no file")
-    with staged_outputs(local_dir) as (staging,):
-        shutil.copytree(source, staging)
+    with outputs_in_place(local_dir):
+        shutil.copytree(source, local_dir)
     return local_dir
 
 

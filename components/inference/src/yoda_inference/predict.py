@@ -11,7 +11,7 @@ from typing import Any
 
 from yoda_inference.generation import build_prompt, extract_response, generate_batch
 from yoda_inference.model import adapter_base_model, load_finetuned, use_4bit
-from yoda_step_io import StepError, staged_outputs
+from yoda_step_io import StepError, outputs_in_place
 from yoda_step_io.conversations import Conversation, read_conversations
 
 logger = logging.getLogger(__name__)
@@ -112,8 +112,8 @@ def predict_test_set(
         )
     elapsed = time.perf_counter() - start
     with (
-        staged_outputs(predictions_path) as (staging,),
-        staging.open("w", encoding="utf-8", newline="") as handle,
+        outputs_in_place(predictions_path),
+        predictions_path.open("w", encoding="utf-8", newline="") as handle,
     ):
         writer = csv.writer(handle)
         writer.writerow(PREDICTION_COLUMNS)

@@ -1,7 +1,8 @@
 """The KFP step contract shared by every step of the Yoda pipeline.
 
 - :mod:`.executor`: read KFP's executor input, write its ExecutorOutput (artifact metadata).
-- :mod:`.files`: stage outputs beside their final path and publish them only on success.
+- :mod:`.files`: outputs written in place (safe on Cloud Storage FUSE), removed on failure;
+  a write probe of the output folders before heavy work.
 - :mod:`.cli`: one clear error line and a non-zero exit for bad input; logging set-up.
 - :mod:`.gcs`: the ``google-cloud-storage`` client and ``gs://`` URI parsing.
 """
@@ -15,16 +16,17 @@ from yoda_step_io.cli import (
     timed,
 )
 from yoda_step_io.executor import load_executor_input, write_executor_output
-from yoda_step_io.files import staged_outputs
+from yoda_step_io.files import check_writable, outputs_in_place
 
 __all__ = [
     "StepError",
     "add_executor_input_flag",
+    "check_writable",
     "load_executor_input",
+    "outputs_in_place",
     "parse_bool",
     "run_step",
     "setup_logging",
-    "staged_outputs",
     "timed",
     "write_executor_output",
 ]

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from yoda_step_io.cli import StepError
-from yoda_step_io.files import staged_outputs
+from yoda_step_io.files import outputs_in_place
 
 if TYPE_CHECKING:
     from google.cloud.storage import Client as StorageClient
@@ -58,8 +58,8 @@ def download_prefix(
 ) -> list[Path]:
     """Copy every object under the ``gs://`` directory ``uri`` into ``local_dir``.
 
-    Relative paths are kept; ``keep(relative_path)`` filters. ``local_dir`` appears whole or not
-    at all (it is replaced if present).
+    Relative paths are kept; ``keep(relative_path)`` filters. ``local_dir`` is replaced if present,
+    and removed again if the download fails.
 
     Returns:
         The local files written.
@@ -73,14 +73,14 @@ def download_prefix(
     prefix = f"{key.rstrip('/')}/" if key.strip("/") else ""
     client = storage_client()
     written: list[Path] = []
-    with staged_outputs(local_dir) as (staging,):
-        staging.mkdir(parents=True)
+    with outputs_in_place(local_dir):
+        local_dir.mkdir()
         try:
             for blob in client.list_blobs(bucket_name, prefix=prefix):
                 relative = blob.name[len(prefix) :]
                 if not relative or relative.endswith("/") or not keep(relative):
                     continue
-                target = staging / relative
+                target = local_dir / relative
                 target.parent.mkdir(parents=True, exist_ok=True)
                 blob.download_to_filename(str(target))
                 written.append(local_dir / relative)

@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# Write the image lock that compile reads, step -> REGISTRY/PATH/NAME@sha256:… (digests only),
+# from the digest files images/build-push.sh wrote. Used by cloudbuild.yaml and
+# `make build-images-local`.
+#
+#   images/write-lock.sh DIGEST_DIR LOCK_FILE
+set -euo pipefail
+digest_dir=$1 lock=$2
+steps=(data_transformation fine_tuning inference evaluation)
+for step in "${steps[@]}"; do
+    [[ -s "$digest_dir/$step" ]] || { echo "error: no digest for $step in $digest_dir" >&2; exit 1; }
+done
+mkdir -p "$(dirname "$lock")"
+printf '{\n  "data_transformation": "%s",\n  "fine_tuning": "%s",\n  "inference": "%s",\n  "evaluation": "%s"\n}\n' \
+    "$(< "$digest_dir/data_transformation")" "$(< "$digest_dir/fine_tuning")" \
+    "$(< "$digest_dir/inference")" "$(< "$digest_dir/evaluation")" > "$lock"
+cat "$lock"

@@ -1,0 +1,149 @@
+"""The real step images: built from their Dockerfiles (`make build-images-local`, stand-in bases
+where the public ones cannot be pulled), pushed to a registry on 127.0.0.1, pulled by digest and
+run by KFP's own DockerRunner (`make run-docker`); their results equal `make run-local`'s.
+
+Needs a Docker engine, debootstrap and docker-registry (`.ci/run` installs and starts them);
+run with `make test-docker`. A cold build takes about ten minutes, a warm one seconds.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import re
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from yoda_pipeline.images import STEPS, load_image_lock
+from yoda_pipeline.offline import run_local
+from yoda_pipeline.settings import DOCKER_IMAGE_LOCK, LOCAL_IMAGE_LOCK, PipelineSettings
+
+pytestmark = pytest.mark.docker
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+TASKS = ("data-transformation-component", "fine-tuning-component", "inference-component",
+         "evaluation-component")  # fmt: skip
+#: Metadata that measures the machine, not the result, and paths that differ between the runs.
+UNSTABLE = re.compile(r"seconds|per_second|runtime|peak_memory|^source$|^base_model$")
+
+
+def run(*command: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    done = subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True)
+    if check:
+        assert done.returncode == 0, f"{' '.join(command)}\n{done.stdout[-4000:]}{done.stderr}"
+    return done
+
+
+@pytest.fixture(scope="module")
+def build_output() -> str:
+    """`make build-images-local`, as a user runs it."""
+    done = run("make", "--no-print-directory", "build-images-local")
+    return done.stdout + done.stderr
+
+
+@pytest.fixture(scope="module")
+def lock(build_output: str) -> dict[str, str]:
+    return load_image_lock(REPO_ROOT / DOCKER_IMAGE_LOCK).images
+
+
+def task_dir(run_dir: Path, task: str) -> Path:
+    (found,) = run_dir.glob(f"outputs/*/{task}")
+    return found
+
+
+def metadata(run_dir: Path, task: str) -> dict[str, Any]:
+    document = json.loads((task_dir(run_dir, task) / "executor_output.json").read_text())
+    return {
+        output: {
+            key: value
+            for key, value in entry["artifacts"][0]["metadata"].items()
+            if not UNSTABLE.search(key)
+        }
+        for output, entry in document["artifacts"].items()
+    }
+
+
+@pytest.fixture(scope="module")
+def runs(lock: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """The same offline run twice: on the host (`make run-local`) and in the images."""
+    runs_dir = tmp_path_factory.mktemp("docker-runs")
+    host = run_local(PipelineSettings(image_lock=REPO_ROOT / LOCAL_IMAGE_LOCK,
+                                      local_runs_dir=runs_dir / "host"))  # fmt: skip
+    done = run(".venv/bin/yoda-pipeline", "run-docker", "--runs-dir", str(runs_dir / "docker"))
+    assert "Local run finished (in the step images)" in done.stdout
+    (docker,) = (runs_dir / "docker").iterdir()
+    return {"host": host, "docker": docker}
+
+
+def test_build_says_which_bases_are_stand_ins_and_prints_sizes(build_output: str) -> None:
+    bases = re.findall(r"^base (\S+): (.*)$", build_output, re.MULTILINE)
+    assert {name for name, _ in bases} == {
+        "python:3.11.14-slim-bookworm", "cicirello/pyaction:3.11",
+        "pytorch/pytorch:2.8.0-cuda12.9-cudnn9-runtime"}  # fmt: skip
+    assert all(re.match(r"pulled|present|cannot be pulled here", how) for _, how in bases)
+    for step in STEPS:
+        assert re.search(rf"^{step} +\d+ MB +\d+s  ", build_output, re.MULTILINE), step
+
+
+def test_lock_holds_four_digests_from_the_local_registry(lock: dict[str, str]) -> None:
+    assert set(lock) == set(STEPS)
+    for step, reference in lock.items():
+        name = "yoda-" + step.replace("_", "-")
+        assert re.fullmatch(rf"127\.0\.0\.1:\d+/yoda/{name}@sha256:[0-9a-f]{{64}}", reference)
+        assert run("docker", "pull", "--quiet", reference).stdout.strip() == reference
+    compiled = (REPO_ROOT / "build" / "pipeline.docker.yaml").read_text()
+    assert all(f"image: {reference}" in compiled for reference in lock.values())
+
+
+@pytest.mark.parametrize(
+    ("step", "base"),
+    [("data_transformation", "/usr/local/bin/python"), ("fine_tuning", "/opt/conda/bin/python"),
+     ("inference", "/opt/conda/bin/python"), ("evaluation", "/usr/local/bin/python")],
+)  # fmt: skip
+def test_images_keep_the_real_bases_interpreter_and_run_as_root(
+    lock: dict[str, str], step: str, base: str
+) -> None:
+    probe = "import sys, os; print(sys.executable, sys.version_info[:2], os.getuid())"
+    done = run("docker", "run", "--rm", lock[step], "python", "-c", probe)
+    assert done.stdout.split(maxsplit=1)[0] == base
+    assert done.stdout.strip().endswith("(3, 11) 0")
+    if step == "evaluation":
+        assert run("docker", "run", "--rm", lock[step], "git", "--version").stdout.startswith("git")
+
+
+def test_a_non_root_user_is_refused_at_once_with_the_fix(
+    lock: dict[str, str], tmp_path: Path, sample_csv: Path
+) -> None:
+    """The evidence for root: as uid 10001, a step cannot write a root-owned mount."""
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out").chmod(0o755)
+    done = run("docker", "run", "--rm", "--user", "10001",
+               "-v", f"{tmp_path}:{tmp_path}", "-v", f"{sample_csv}:/data/raw.csv:ro",
+               lock["data_transformation"], "yoda-data-transformation",
+               "--raw-data-uri", "/data/raw.csv", "--train-output", f"{tmp_path}/out/train",
+               "--test-output", f"{tmp_path}/out/test", check=False)  # fmt: skip
+    assert done.returncode == 2
+    (line,) = done.stderr.strip().splitlines()
+    assert line.startswith(f"error: cannot write to the output folder {tmp_path}/out as uid 10001")
+    assert "run the step's image as root" in line
+    assert list((tmp_path / "out").iterdir()) == []
+
+
+def test_run_docker_gives_the_results_of_run_local(runs: dict[str, Path]) -> None:
+    host, docker = runs["host"], runs["docker"]
+    for task in TASKS:
+        assert metadata(docker, task) == metadata(host, task), task
+    for task, output in [("data-transformation-component", "train"),
+                         ("data-transformation-component", "test"),
+                         ("inference-component", "predictions"),
+                         ("evaluation-component", "evaluation_results")]:  # fmt: skip
+        docker_bytes = (task_dir(docker, task) / output).read_bytes()
+        assert docker_bytes == (task_dir(host, task) / output).read_bytes(), output
+    with (task_dir(docker, "inference-component") / "predictions").open(newline="") as handle:
+        assert len(list(csv.DictReader(handle))) == 5
+    model = task_dir(docker, "fine-tuning-component") / "model"
+    assert (model / "adapter_model.safetensors").is_file()
+    assert not (model.parent / "model-checkpoints").exists(), "checkpoints are removed at the end"
