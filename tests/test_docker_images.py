@@ -21,7 +21,8 @@ from yoda_pipeline.images import STEPS, load_image_lock
 from yoda_pipeline.offline import run_local
 from yoda_pipeline.settings import DOCKER_IMAGE_LOCK, LOCAL_IMAGE_LOCK, PipelineSettings
 
-pytestmark = pytest.mark.docker
+# a cold build (nothing cached) takes about ten minutes, inside the first test's set-up
+pytestmark = [pytest.mark.docker, pytest.mark.timeout(1800)]
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 TASKS = ("data-transformation-component", "fine-tuning-component", "inference-component",
