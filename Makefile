@@ -83,18 +83,17 @@ check-gcp: install ## Check the Google Cloud set-up: APIs, bucket, Artifact Regi
 	$(UV) run --frozen yoda-pipeline check-gcp
 
 .PHONY: bench
-bench: install ## Run the benchmarks (figures recorded in benchmarks/RESULTS.md)
-	$(UV) run --frozen python benchmarks/bench_inference.py
-	$(UV) run --frozen python benchmarks/bench_evaluation.py
+bench: install ## Where the offline loop's time goes: one table, written to docs/benchmarks.md
+	$(UV) run --frozen python benchmarks/bench.py
 
-# `make predict TEXT="The Force is strong with you."` (MODEL default: the latest local run's model)
-MODEL ?= $(lastword $(sort $(wildcard local_runs/run-*/outputs/*/fine-tuning-component/model)))
+# `make predict TEXT="The Force is strong with you."` (MODEL: gs://…/model or a local directory;
+# default: the newest local run that has a model)
+MODEL ?=
 TEXT ?= The Force is strong with you.
 
 .PHONY: predict
-predict: install ## Answer TEXT with a run's model (MODEL=gs://…/model or a local dir; default latest local)
-	@test -n "$(MODEL)" || { echo "error: no MODEL given and no local run found: run make run-local first" >&2; exit 2; }
-	$(UV) run --frozen yoda-predict "$(MODEL)" "$(TEXT)"
+predict: install ## Answer TEXT with a run's model (MODEL=gs://…/model or a local dir; default: newest local run with one)
+	$(UV) run --frozen yoda-pipeline predict $(if $(MODEL),--model "$(MODEL)") "$(TEXT)"
 
 .PHONY: tiny-model
 tiny-model: install ## Generate the tiny offline Phi-3 model in build/tiny-phi3 (run-local does it too)

@@ -1,11 +1,8 @@
-"""Benchmark: ragas scoring cost per sample, against computing ROUGE-L directly with rouge-score.
-
-    uv run python benchmarks/bench_evaluation.py
+"""ragas scoring cost per sample, against computing ROUGE-L directly with rouge-score.
 
 Scores the 720 rows of ``../shared/data/yoda_sentences.csv`` (response = ``translation``,
 reference = ``translation_extra``: realistic near-misses; the embedded sample where the full set
-is absent). Prints ms per sample for all metrics, for ragas' ROUGE-L alone and for rouge-score's
-ROUGE-L alone, and the ragas/direct ratio; figures are recorded in benchmarks/RESULTS.md.
+is absent), one sample at a time as the step does. Part of ``make bench`` (benchmarks/bench.py).
 """
 
 from __future__ import annotations
@@ -13,16 +10,19 @@ from __future__ import annotations
 import csv
 import time
 from pathlib import Path
+from typing import Any
 
-from rouge_score import rouge_scorer
-
-from yoda_evaluation.metrics import DEFAULT_METRICS, compute_metrics, metric_definitions
 from yoda_pipeline.settings import sample_data_path
 
 FULL_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "yoda_sentences.csv"
 
 
-def main() -> None:
+def measure() -> dict[str, Any]:
+    """ms/sample for all metrics, for ragas' ROUGE-L alone and for rouge-score's ROUGE-L."""
+    from rouge_score import rouge_scorer
+
+    from yoda_evaluation.metrics import DEFAULT_METRICS, compute_metrics, metric_definitions
+
     source = FULL_DATA if FULL_DATA.is_file() else sample_data_path()
     with source.open(encoding="utf-8") as handle:
         rows = [
@@ -43,15 +43,13 @@ def main() -> None:
     start = time.perf_counter()
     direct_total = sum(scorer.score(ref, resp)["rougeL"].fmeasure for _, resp, ref in rows)
     direct_s = (time.perf_counter() - start) / len(rows)
-
-    print(f"{len(rows)} samples from {source.name}")
-    print(f"ragas, all {len(DEFAULT_METRICS)} metrics  : {1000 * all_s:7.3f} ms/sample "
-          f"({all_s * len(rows):.2f} s in all)")  # fmt: skip
-    print(f"ragas, ROUGE-L only     : {1000 * ragas_s:7.3f} ms/sample (mean {ragas_mean:.4f})")
-    print(f"rouge-score, ROUGE-L    : {1000 * direct_s:7.3f} ms/sample "
-          f"(mean {direct_total / len(rows):.4f})")  # fmt: skip
-    print(f"ragas / direct ROUGE-L  : {ragas_s / direct_s:7.1f}x")
-
-
-if __name__ == "__main__":
-    main()
+    return {
+        "rows": len(rows),
+        "source": source.name,
+        "metrics": len(DEFAULT_METRICS),
+        "all_ms": 1000 * all_s,
+        "ragas_rouge_l_ms": 1000 * ragas_s,
+        "direct_rouge_l_ms": 1000 * direct_s,
+        "ragas_mean": ragas_mean,
+        "direct_mean": direct_total / len(rows),
+    }

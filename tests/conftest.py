@@ -6,6 +6,7 @@ import logging
 import os
 import socket
 import subprocess
+import sys
 import time
 import urllib.request
 from collections.abc import Callable, Iterator
@@ -31,6 +32,15 @@ def _restore_root_logging() -> Iterator[None]:
     yield
     root.handlers[:] = handlers
     root.setLevel(level)
+
+
+@pytest.fixture(autouse=True)
+def _unhide_bitsandbytes() -> Iterator[None]:
+    """A CPU run hides bitsandbytes from its process (yoda_step_io.libraries); a later test in
+    this process may need it back."""
+    yield
+    if "bitsandbytes" in sys.modules and sys.modules["bitsandbytes"] is None:
+        del sys.modules["bitsandbytes"]
 
 
 @pytest.fixture(scope="session")

@@ -87,3 +87,62 @@ def test_cli_without_runs_or_events_is_one_error_line(
     with pytest.raises(SystemExit):
         main(["tensorboard", str(tmp_path / "empty"), "--logs-dir", str(tmp_path / "logs")])
     assert "no TensorBoard event files" in capsys.readouterr().err
+
+
+def make_failed_run(root: Path, name: str) -> Path:
+    """A newer run that failed in fine-tuning: only the data step's outputs."""
+    data = root / name / "outputs" / "yoda-job-2" / "data-transformation-component"
+    data.mkdir(parents=True)
+    (data / "train").write_text("{}\n")
+    return root / name
+
+
+def test_follow_up_commands_use_the_newest_run_that_has_what_they_need(
+    # capfd: `predict` hands over to the yoda-predict process, which writes to the real stdout
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str],
+    tuned_model_dir: Path,
+) -> None:  # fmt: skip
+    import shutil
+
+    runs = tmp_path / "runs"
+    done = make_local_run(runs)
+    task = done / "outputs" / "yoda-job-1"
+    shutil.copytree(tuned_model_dir, task / "fine-tuning-component" / "model")
+    (task / "evaluation-component").mkdir()
+    (task / "evaluation-component" / "evaluation_results").write_text(
+        "user_input,reference,response,rouge_l\nHi.,Hi.,Hi.,1.0\n"
+    )
+    make_failed_run(runs, "run-2")
+    monkeypatch.setenv("YODA_LOCAL_RUNS_DIR", str(runs))
+    used = f"Using {done}: the newest local run with"
+
+    main(["tensorboard", "--logs-dir", str(tmp_path / "logs")])
+    out = capfd.readouterr().out
+    assert f"{used} fine-tuning-component/metrics, skipping 1 newer run(s) without it" in out
+    assert (tmp_path / "logs" / "yoda-job-1" / "tensorboard" / EVENT).is_file()
+
+    main(["report"])
+    out = capfd.readouterr().out
+    assert f"{used} evaluation-component/evaluation_results, skipping 1 newer run(s)" in out
+    assert "\n1 samples\n" in out
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(["predict", "The Force is strong."])
+    assert exit_info.value.code == 0
+    out = capfd.readouterr().out
+    assert f"{used} fine-tuning-component/model, skipping 1 newer run(s)" in out
+    assert "> The Force is strong.\n" in out
+
+
+def test_follow_up_commands_say_when_no_run_has_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    make_failed_run(tmp_path / "runs", "run-1")
+    monkeypatch.setenv("YODA_LOCAL_RUNS_DIR", str(tmp_path / "runs"))
+    for command in (["report"], ["tensorboard"], ["predict", "Hi."]):
+        with pytest.raises(SystemExit) as exit_info:
+            main(command)
+        assert exit_info.value.code == 2
+        assert capsys.readouterr().err.startswith(
+            f"error: none of the 1 local run(s) under {tmp_path / 'runs'} has "
+        )

@@ -53,6 +53,7 @@ def expect_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Callable
         (HEADER + "One.,Two.,Three.\n", "too few rows to split: 1 usable row(s)"),
         (HEADER + ",,\n  ,x,\nA.,,\n", "too few rows to split: 0 usable row(s)"),
         (HEADER + 'A."unclosed,b\n"c,d\n', "not a valid CSV"),
+        (HEADER + "A.,B.,C.\nD.,E.,F.,G.\n", "not a valid CSV: row 3 has 4 cells, the header 3"),
     ],
     ids=[
         "missing-column",
@@ -62,6 +63,7 @@ def expect_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Callable
         "one-row",
         "blank-rows",
         "bad-csv",
+        "extra-cell",
     ],
 )
 def test_bad_csv_content(

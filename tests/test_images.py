@@ -22,7 +22,7 @@ STEPS = ("data_transformation", "fine_tuning", "inference", "evaluation")
 TORCH_STEPS = ("fine_tuning", "inference")
 TORCH_BASE = "pytorch/pytorch:2.8.0-cuda12.9-cudnn9-"
 KEY_DEPENDENCIES = {
-    "data_transformation": ("pandas==", "google-cloud-storage=="),
+    "data_transformation": ("google-cloud-storage==", "huggingface-hub=="),
     "fine_tuning": ("transformers==4.46.3", "peft==0.13.2", "trl==0.12.2", "bitsandbytes==0.48.2"),
     "inference": ("transformers==4.46.3", "peft==0.13.2", "bitsandbytes==0.48.2"),
     "evaluation": ("ragas==0.2.15", "rouge-score==0.1.2", "sacrebleu==", "pandas=="),
@@ -154,7 +154,7 @@ def test_dockerignore_keeps_only_what_the_images_copy() -> None:
         assert in_build_context(f"components/{step}/src/yoda_{step}/cli.py")
     left_out = [
         ".env", ".env.local", ".git/HEAD", ".venv/bin/python", "build/pipeline.yaml",
-        "local_runs/run-1/x", "logs/events", "tests/conftest.py", "benchmarks/RESULTS.md",
+        "local_runs/run-1/x", "logs/events", "tests/conftest.py", "benchmarks/bench.py",
         "images/digests.lock.json", "components/step_io/src/yoda_step_io/__pycache__/a.pyc",
         "components/evaluation/.env", "uv.lock", ".mypy_cache/x",
     ]  # fmt: skip

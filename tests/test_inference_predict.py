@@ -228,3 +228,15 @@ def test_quick_check_refuses_empty_sentences(
     assert (
         capsys.readouterr().err.strip() == "error: give at least one non-empty sentence to answer"
     )
+
+
+def test_quick_check_shows_an_empty_answer_as_such(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from yoda_inference import ask
+
+    monkeypatch.setattr(ask, "answer", lambda model_uri, sentences, **_: ["", "Strong, it is."])
+    ask.main(["some/model", "First.", "Second."])
+    assert capsys.readouterr().out == (
+        f"> First.\n{ask.EMPTY_ANSWER}\n\n> Second.\nStrong, it is.\n\n"
+    )

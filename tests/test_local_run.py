@@ -6,7 +6,9 @@ one through the CLI with overrides (raw data from ``gs://``, another target colu
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import io
 import json
 import math
 import os
@@ -70,10 +72,34 @@ def offline_env(
 
 
 @pytest.fixture(scope="module")
-def default_run(offline_env: None, runs_dir: Path) -> Path:
-    """``make run-local``'s run: the offline defaults (long enough to rotate checkpoints)."""
-    settings = PipelineSettings(image_lock=Path(LOCK), local_runs_dir=runs_dir)
-    return run_local(settings)
+def default_run_and_console(offline_env: None, runs_dir: Path) -> tuple[Path, str]:
+    """``make run-local``'s run (the offline defaults, long enough to rotate checkpoints) and
+    what it printed, into a log rather than a terminal."""
+    console = io.StringIO()
+    with contextlib.redirect_stdout(console):
+        run = run_local(PipelineSettings(image_lock=Path(LOCK), local_runs_dir=runs_dir))
+    return run, console.getvalue()
+
+
+@pytest.fixture(scope="module")
+def default_run(default_run_and_console: tuple[Path, str]) -> Path:
+    return default_run_and_console[0]
+
+
+def test_a_log_gets_progress_lines_not_bars(default_run_and_console: tuple[Path, str]) -> None:
+    console = default_run_and_console[1]
+    assert "\r" not in console and "\x1b[" not in console, "a redrawn bar or colour in a log"
+    assert not re.search(r"\d+it/s\]|s/it\]|\|[#█]", console), "a tqdm bar in a log"
+    training = re.findall(r"training: (\d+)/30 \((\d+)%\) [\d.]+ steps/s, (ETA|[\d ]+s in all)"
+                          r".*tokens/s", console)  # fmt: skip
+    assert 5 <= len(training) <= 21, "one line every few percent"
+    assert training[-1][:2] == ("30", "100")
+    assert any(eta == "ETA" for *_, eta in training)
+    assert re.search(r"generating: 5/5 \(100%\) [\d.]+ samples/s.*tokens/s", console)
+    assert re.search(r"scoring: 5/5 \(100%\) [\d.]+ samples/s", console)
+    assert "{'loss':" not in console, "the Trainer's printed dicts"
+    # each step says where its time went (make bench reads these lines)
+    assert len(re.findall(r"timing: start [\d.]+ s \| .*work [\d.]+ s", console)) == 4
 
 
 @pytest.fixture(scope="module")
@@ -215,9 +241,12 @@ def test_failed_task_stops_the_run_without_outputs(
               "--raw-data-uri", str(tmp_path / "nope.csv")])  # fmt: skip
     assert exit_info.value.code == 1
     captured = capsys.readouterr()
-    assert "does not exist" in captured.out  # the task's own error line, streamed by the runner
-    assert captured.err.startswith(
-        "error: Pipeline 'yoda-phi3-finetuning' finished with status FAILURE"
+    reason = f"raw data file {tmp_path / 'nope.csv'} does not exist (or is not a file)"
+    assert f"    error: {reason}\n" in captured.out  # the step's own line, streamed by the runner
+    assert "\x1b[" not in captured.out, "colour codes in a log that is not a terminal"
+    # the last line names the failing step and repeats its reason
+    assert (
+        captured.err.splitlines()[-1]
+        == f"error: step data-transformation-component failed: {reason}"
     )
-    assert "'data-transformation-component'" in captured.err
     assert not list((tmp_path / "runs").glob("*/outputs/*/*/train"))

@@ -15,12 +15,29 @@ FINE_TUNING_TASK = "fine-tuning-component"
 EVENT_PREFIX = "events.out.tfevents."
 
 
-def latest_local_run(runs_dir: Path) -> Path:
-    """The newest ``run-*`` folder of ``make run-local``."""
-    runs = sorted(runs_dir.glob("run-*"))
+def newest_run_with(
+    runs_dir: Path, task: str, output: str, *, holding: str | None = None
+) -> tuple[Path, Path]:
+    """The newest ``run-*`` folder whose ``task`` wrote ``output`` (holding a file that matches
+    the glob ``holding``, if given), and that output. Runs that failed before it are skipped,
+    and the choice is said on stdout.
+
+    Raises:
+        StepError: no local run, or none with that output.
+    """
+    runs = sorted(runs_dir.glob("run-*"), reverse=True)
     if not runs:
         raise StepError(f"no local runs under {runs_dir}: run `make run-local` first")
-    return runs[-1]
+    for skipped, run in enumerate(runs):
+        found = run_output(run, task, output)
+        if found is not None and (holding is None or any(found.rglob(holding))):
+            newer = f", skipping {skipped} newer run(s) without it" if skipped else ""
+            print(f"Using {run}: the newest local run with {task}/{output}{newer}")
+            return run, found
+    raise StepError(
+        f"none of the {len(runs)} local run(s) under {runs_dir} has {task}/{output}"
+        f"{' with ' + holding if holding else ''}: did they fail? run `make run-local` again"
+    )
 
 
 def run_output(run_dir: Path, task: str, output: str) -> Path | None:

@@ -1,5 +1,5 @@
-"""``yoda-pipeline``: compile the pipeline, run it offline (on the host or in the images), fetch
-a run's TensorBoard logs.
+"""``yoda-pipeline``: compile the pipeline, run it offline (on the host or in the images), and
+look at a run: its scores, its TensorBoard logs, its model's answers.
 
 Examples::
 
@@ -8,29 +8,38 @@ Examples::
     yoda-pipeline run-docker     # the same, each step in its image (make build-images-local first)
     yoda-pipeline tensorboard gs://bucket/root/123/job-id/fine-tuning-component_456/metrics
     yoda-pipeline report --by bleu --top 5
+    yoda-pipeline predict "The Force is strong with you."      # the newest local run's model
+
+Each command imports only what it needs (kfp, the Vertex AI client …), so the quick ones stay quick.
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
-import re
+import subprocess
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from yoda_pipeline.artifacts import fetch_tensorboard_logs, latest_local_run
-from yoda_pipeline.compile import compile_pipeline
-from yoda_pipeline.gcp_check import print_checks, run_checks
-from yoda_pipeline.offline import run_local
-from yoda_pipeline.report import evaluation_results_location, format_report, read_results
+from yoda_pipeline.artifacts import (
+    EVENT_PREFIX,
+    FINE_TUNING_TASK,
+    fetch_tensorboard_logs,
+    newest_run_with,
+)
+from yoda_pipeline.report import (
+    EVALUATION_TASK,
+    evaluation_results_location,
+    format_report,
+    read_results,
+)
+from yoda_pipeline.run_log import ANSI
 from yoda_pipeline.settings import DOCKER_IMAGE_LOCK, LOCAL_IMAGE_LOCK, PipelineSettings
-from yoda_pipeline.submit import submit_pipeline
 from yoda_step_io import StepError
 
 logger = logging.getLogger("yoda_pipeline")
-_ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -96,16 +105,46 @@ def build_parser() -> argparse.ArgumentParser:
     )
     report_cmd.add_argument("--by", default="rouge_l", help="metric that ranks the samples")
     report_cmd.add_argument("--top", type=int, default=3, help="how many best and worst")
+
+    predict_cmd = commands.add_parser(
+        "predict", help="answer sentences with a run's model (default: the newest local one)"
+    )
+    predict_cmd.add_argument("sentences", nargs="+", help="sentences to answer")
+    predict_cmd.add_argument("--model", help="Model artifact: gs://… or a local directory")
     return parser
 
 
 def tensorboard(source: str | None, logs_dir: Path, settings: PipelineSettings) -> Path:
     """Fetch the event files and print how to open them."""
-    chosen = source or str(latest_local_run(settings.local_runs_dir))
-    destination = fetch_tensorboard_logs(chosen, logs_dir)
-    print(f"TensorBoard logs of {chosen} are in {destination}")
+    if source is None:
+        run, _ = newest_run_with(
+            settings.local_runs_dir, FINE_TUNING_TASK, "metrics", holding=f"{EVENT_PREFIX}*"
+        )
+        source = str(run)
+    destination = fetch_tensorboard_logs(source, logs_dir)
+    print(f"TensorBoard logs of {source} are in {destination}")
     print(f"Open them with:  uv run tensorboard --logdir {logs_dir}")
     return destination
+
+
+def report(source: str | None, by: str, top: int, settings: PipelineSettings) -> None:
+    """Print a run's aggregates and its best and worst samples."""
+    if source is None:
+        _, results = newest_run_with(settings.local_runs_dir, EVALUATION_TASK, "evaluation_results")
+        source = str(results)
+    print(format_report(read_results(evaluation_results_location(source)), by, top))
+
+
+def predict(model: str | None, sentences: list[str], settings: PipelineSettings) -> int:
+    """Hand the model and sentences to ``yoda-predict`` (the inference package's own command)."""
+    if model is None:
+        _, found = newest_run_with(
+            settings.local_runs_dir, FINE_TUNING_TASK, "model", holding="adapter_config.json"
+        )
+        model = str(found)
+    script = Path(sys.executable).with_name("yoda-predict")
+    command = [str(script) if script.is_file() else "yoda-predict", model, *sentences]
+    return subprocess.run(command, check=False).returncode
 
 
 def _settings(args: argparse.Namespace) -> PipelineSettings:
@@ -133,31 +172,37 @@ def main(argv: Sequence[str] | None = None) -> None:
     try:
         settings = _settings(args)
         if args.command == "compile":
+            from yoda_pipeline.compile import compile_pipeline
+
             print(compile_pipeline(settings, args.output))
         elif args.command == "tensorboard":
             tensorboard(args.source, args.logs_dir, settings)
         elif args.command == "submit":
+            from yoda_pipeline.submit import submit_pipeline
+
             print(f"Submitted: {submit_pipeline(settings, args.output)}")
         elif args.command == "check-gcp":
+            from yoda_pipeline.gcp_check import print_checks, run_checks
+
             sys.exit(print_checks(run_checks(settings, skip=set(args.skip))))
         elif args.command == "report":
-            source = args.source or str(latest_local_run(settings.local_runs_dir))
-            rows = read_results(evaluation_results_location(source))
-            print(format_report(rows, args.by, args.top))
-        elif args.command == "run-docker":
-            if not settings.image_lock.is_file():
+            report(args.source, args.by, args.top, settings)
+        elif args.command == "predict":
+            sys.exit(predict(args.model, args.sentences, settings))
+        else:
+            from yoda_pipeline.offline import run_local
+
+            if args.command == "run-docker" and not settings.image_lock.is_file():
                 raise StepError(
                     f"image lock {settings.image_lock} not found: run `make build-images-local` "
                     "first (it builds the step images and writes their digests there)"
                 )
-            run_local(settings, runner="docker")
-        else:
-            run_local(settings)
+            run_local(settings, runner="docker" if args.command == "run-docker" else "subprocess")
     except (ValueError, StepError) as error:  # bad settings, lock or source (pydantic's too)
         print(f"error: {' '.join(str(error).split())}", file=sys.stderr)
         sys.exit(2)
-    except RuntimeError as error:  # a local task failed; its own log above says why
-        print(f"error: {_ANSI.sub('', str(error))}", file=sys.stderr)
+    except RuntimeError as error:  # a local task failed: StepFailedError names it and its reason
+        print(f"error: {ANSI.sub('', str(error))}", file=sys.stderr)
         sys.exit(1)
 
 

@@ -25,6 +25,8 @@ from typing import Any, Literal
 from kfp import components, local
 from kfp.local import subprocess_task_handler
 
+from yoda_pipeline.run_log import watched_output
+
 logger = logging.getLogger(__name__)
 
 #: The folder under a pipeline root that holds a run's local inputs (not an artifact).
@@ -73,7 +75,7 @@ def run_compiled_pipeline(
         Every output artifact file or directory the run wrote, sorted.
 
     Raises:
-        RuntimeError: a task failed (its log above says why).
+        StepFailedError: a task failed; the message names it and repeats its own reason.
     """
     pipeline_root.mkdir(parents=True, exist_ok=True)
     setting: AbstractContextManager[None]
@@ -86,10 +88,13 @@ def run_compiled_pipeline(
         setting = host_commands()
     local.init(runner=kfp_runner, pipeline_root=str(pipeline_root), raise_on_error=True)
     pipeline = components.load_component_from_file(str(pipeline_yaml))
-    with setting, warnings.catch_warnings():
+    with setting, warnings.catch_warnings(), watched_output() as log:
         # Vertex shows display names and applies resources; the local runner ignores both.
         warnings.filterwarnings("ignore", message=".*have no effect in the current local runner")
-        pipeline(**arguments)
+        try:
+            pipeline(**arguments)
+        except RuntimeError as error:
+            raise log.explain(error) from error
     return list_artifacts(pipeline_root)
 
 

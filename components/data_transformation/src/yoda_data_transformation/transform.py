@@ -7,6 +7,7 @@ Each output line is ``{"messages": [{"role": "user", "content": SENTENCE},
 
 from __future__ import annotations
 
+import csv
 import io
 import json
 import logging
@@ -15,8 +16,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-
-import pandas as pd
 
 from yoda_data_transformation.sources import read_bytes
 from yoda_step_io import StepError, outputs_in_place, timed
@@ -69,11 +68,14 @@ def validate_parameters(target_column: str, test_fraction: float) -> None:
         raise StepError(f"test_fraction must be between 0 and 1 (exclusive), got {test_fraction}")
 
 
-def parse_raw_csv(data: bytes, source: str, target_column: str) -> pd.DataFrame:
-    """Decode and parse the raw CSV; every cell stays a string (``"NA"`` is a word, not a gap).
+def parse_raw_csv(data: bytes, source: str, target_column: str) -> list[dict[str, str]]:
+    """Decode and parse the raw CSV into rows of text (``"NA"`` is a word, not a gap).
+
+    Blank lines are skipped; a row with fewer cells than the header has empty ones.
 
     Raises:
-        StepError: the bytes are empty, not UTF-8, not CSV, or lack a required column.
+        StepError: the bytes are empty, not UTF-8, not CSV (bad quoting, more cells than the
+            header), or lack a required column.
     """
     if not data.strip():
         raise StepError(f"raw data {source} is empty: expected a CSV with a header row")
@@ -84,42 +86,58 @@ def parse_raw_csv(data: bytes, source: str, target_column: str) -> pd.DataFrame:
             f"raw data {source} is not UTF-8 (invalid byte at offset {error.start}): "
             "re-encode it as UTF-8"
         ) from error
+    reader = csv.reader(io.StringIO(text, newline=""), strict=True)
     try:
-        frame = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False)
-    except (pd.errors.ParserError, pd.errors.EmptyDataError) as error:
-        raise StepError(f"raw data {source} is not a valid CSV: {error}") from error
-    required = [SENTENCE_COLUMN, target_column]
-    missing = [column for column in required if column not in frame.columns]
+        records = [record for record in reader if record]
+    except csv.Error as error:
+        raise StepError(
+            f"raw data {source} is not a valid CSV: {error} (line {reader.line_num})"
+        ) from error
+    header, body = records[0], records[1:]
+    missing = [column for column in (SENTENCE_COLUMN, target_column) if column not in header]
     if missing:
         raise StepError(
-            f"raw data {source} lacks column(s) {', '.join(missing)}; "
-            f"found: {', '.join(map(str, frame.columns))}"
+            f"raw data {source} lacks column(s) {', '.join(missing)}; found: {', '.join(header)}"
         )
-    return frame
+    for number, record in enumerate(body, start=2):
+        if len(record) > len(header):
+            raise StepError(
+                f"raw data {source} is not a valid CSV: row {number} has {len(record)} cells, "
+                f"the header {len(header)}"
+            )
+    return [dict(zip(header, record + [""] * (len(header) - len(record)), strict=True))
+            for record in body]  # fmt: skip
 
 
-def clean_rows(frame: pd.DataFrame, target_column: str) -> tuple[pd.DataFrame, dict[str, int]]:
+def clean_rows(
+    rows: Sequence[dict[str, str]], target_column: str
+) -> tuple[list[tuple[str, str]], dict[str, int]]:
     """Strip text; drop rows with a blank sentence or answer, then repeated sentences.
 
     Repeated sentences are dropped (first kept) so that one sentence cannot land in both splits.
 
     Returns:
-        The kept rows (sentence and target only, original order) and the dropped count per reason.
+        The kept ``(sentence, answer)`` pairs in their original order, and the dropped count per
+        reason.
     """
-    rows = frame[[SENTENCE_COLUMN, target_column]].apply(lambda column: column.str.strip())
-    blank_sentence = rows[SENTENCE_COLUMN] == ""
-    blank_target = (rows[target_column] == "") & ~blank_sentence
-    kept = rows[~blank_sentence & ~blank_target]
-    duplicate = kept[SENTENCE_COLUMN].duplicated(keep="first")
-    dropped = {
-        "blank_sentence": int(blank_sentence.sum()),
-        "blank_target": int(blank_target.sum()),
-        "duplicate_sentence": int(duplicate.sum()),
-    }
+    dropped = {"blank_sentence": 0, "blank_target": 0, "duplicate_sentence": 0}
+    kept: list[tuple[str, str]] = []
+    seen: set[str] = set()
+    for row in rows:
+        sentence, answer = row[SENTENCE_COLUMN].strip(), row[target_column].strip()
+        if not sentence:
+            dropped["blank_sentence"] += 1
+        elif not answer:
+            dropped["blank_target"] += 1
+        elif sentence in seen:
+            dropped["duplicate_sentence"] += 1
+        else:
+            seen.add(sentence)
+            kept.append((sentence, answer))
     for reason, count in dropped.items():
         if count:
             logger.warning("dropped %d row(s): %s", count, reason.replace("_", " "))
-    return kept[~duplicate].reset_index(drop=True), dropped
+    return kept, dropped
 
 
 def to_conversation(sentence: str, answer: str) -> Conversation:
@@ -132,12 +150,9 @@ def to_conversation(sentence: str, answer: str) -> Conversation:
     }
 
 
-def build_conversations(rows: pd.DataFrame, target_column: str) -> list[Conversation]:
-    """Conversations for every row, in order."""
-    return [
-        to_conversation(sentence, answer)
-        for sentence, answer in zip(rows[SENTENCE_COLUMN], rows[target_column], strict=True)
-    ]
+def build_conversations(pairs: Sequence[tuple[str, str]]) -> list[Conversation]:
+    """Conversations for every ``(sentence, answer)`` pair, in order."""
+    return [to_conversation(sentence, answer) for sentence, answer in pairs]
 
 
 def n_test_rows(n_rows: int, test_fraction: float) -> int:
@@ -188,9 +203,9 @@ def transform(
     """Read, validate, convert and split the raw data; write both splits or neither."""
     validate_parameters(target_column, test_fraction)
     with timed("reading raw data"):
-        frame = parse_raw_csv(read_bytes(raw_data_uri), raw_data_uri, target_column)
-    rows, dropped = clean_rows(frame, target_column)
-    train, test = split_records(build_conversations(rows, target_column), test_fraction, seed)
+        rows = parse_raw_csv(read_bytes(raw_data_uri), raw_data_uri, target_column)
+    pairs, dropped = clean_rows(rows, target_column)
+    train, test = split_records(build_conversations(pairs), test_fraction, seed)
     with outputs_in_place(train_path, test_path):
         write_jsonl(train, train_path)
         write_jsonl(test, test_path)
@@ -199,7 +214,7 @@ def transform(
         target_column=target_column,
         test_fraction=test_fraction,
         seed=seed,
-        rows_read=len(frame),
+        rows_read=len(rows),
         rows_dropped=dropped,
         train_rows=len(train),
         test_rows=len(test),
@@ -210,7 +225,7 @@ def transform(
         train_path,
         len(test),
         test_path,
-        len(frame),
+        len(rows),
         sum(dropped.values()),
     )
     return result

@@ -12,18 +12,17 @@ from html import escape
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import pandas as pd
-
 from yoda_evaluation.metrics import aggregate_metrics, compute_metrics, metric_definitions
-from yoda_step_io import StepError, outputs_in_place
+from yoda_step_io import StepError, outputs_in_place, timing
+from yoda_step_io.progress import ProgressLog
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # pandas and ragas are imported where used: `--help` stays instant
+    import pandas as pd
     from ragas.metrics.base import SingleTurnMetric
 
 logger = logging.getLogger(__name__)
 
 PREDICTION_COLUMNS = ("user_input", "reference", "extracted_response")
-PROGRESS_EVERY = 100
 
 
 def read_predictions(path: Path) -> pd.DataFrame:
@@ -32,6 +31,8 @@ def read_predictions(path: Path) -> pd.DataFrame:
     Raises:
         StepError: missing, empty, non-UTF-8 or malformed file, a missing column, or no rows.
     """
+    import pandas as pd
+
     if not path.is_file():
         raise StepError(f"predictions file {path} does not exist")
     data = path.read_bytes()
@@ -58,19 +59,17 @@ def read_predictions(path: Path) -> pd.DataFrame:
 
 def score_predictions(frame: pd.DataFrame, metrics: Sequence[SingleTurnMetric]) -> pd.DataFrame:
     """One row per prediction: ``user_input, reference, response`` and one column per metric."""
+    import pandas as pd
+
     rows = []
-    start = time.perf_counter()
+    progress = ProgressLog(logger, "scoring", len(frame), "samples")
     for number, (user, reference, response) in enumerate(
         zip(frame["user_input"], frame["reference"], frame["extracted_response"], strict=True),
         start=1,
     ):
         scores = compute_metrics(user, response, reference, metrics)
         rows.append({"user_input": user, "reference": reference, "response": response, **scores})
-        if number % PROGRESS_EVERY == 0 or number == len(frame):
-            elapsed = time.perf_counter() - start
-            logger.info(
-                "scored %d/%d (%.1f ms per sample)", number, len(frame), 1000 * elapsed / number
-            )
+        progress.update(number)
     return pd.DataFrame(rows)
 
 
@@ -100,6 +99,7 @@ def evaluate_predictions(
     """Score every prediction; write the results CSV and the metrics folder, or neither."""
     metrics = metric_definitions(metric_names)  # unknown names fail here, before any reading
     frame = read_predictions(predictions_path)
+    timing.mark("imports")  # ragas and pandas
     start = time.perf_counter()
     results = score_predictions(frame, metrics)
     seconds_per_sample = (time.perf_counter() - start) / len(frame)

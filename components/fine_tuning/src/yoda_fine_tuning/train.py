@@ -20,8 +20,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from yoda_fine_tuning.hyperparams import HyperParameters
-from yoda_step_io import StepError, outputs_in_place, timed
+from yoda_fine_tuning.logs import progress_callback
+from yoda_step_io import StepError, outputs_in_place, timed, timing
 from yoda_step_io.conversations import Conversation, read_conversations
+from yoda_step_io.libraries import quiet_progress_bars, skip_bitsandbytes
 
 if TYPE_CHECKING:
     from datasets import Dataset
@@ -41,6 +43,11 @@ class RunPlan:
     use_cuda: bool
     use_4bit: bool
     optim: str
+
+    @property
+    def needs_bitsandbytes(self) -> bool:
+        """4-bit weights or an 8-bit/paged optimizer: both come from bitsandbytes."""
+        return self.use_4bit or any(marker in self.optim for marker in _BNB_OPTIMIZERS)
 
 
 def plan_run(hp: HyperParameters, cuda_available: bool) -> RunPlan:
@@ -101,9 +108,17 @@ def build_bnb_config(hp: HyperParameters) -> BitsAndBytesConfig:
 
 
 def build_sft_config(
-    hp: HyperParameters, plan: RunPlan, output_dir: Path, logging_dir: Path
+    hp: HyperParameters,
+    plan: RunPlan,
+    output_dir: Path,
+    logging_dir: Path,
+    *,
+    progress_bar: bool = True,
 ) -> SFTConfig:
-    """Trainer settings: TensorBoard logs in ``logging_dir``, checkpoints in ``output_dir``."""
+    """Trainer settings: TensorBoard logs in ``logging_dir``, checkpoints in ``output_dir``.
+
+    ``progress_bar=False`` (a log, not a terminal) turns the Trainer's bar off.
+    """
     from trl import SFTConfig
 
     return SFTConfig(
@@ -132,6 +147,7 @@ def build_sft_config(
         save_total_limit=2,
         seed=hp.seed,
         use_cpu=not plan.use_cuda,
+        disable_tqdm=not progress_bar,
     )
 
 
@@ -284,11 +300,17 @@ def fine_tune(
     hp.validate()  # before importing torch and friends: a bad value fails in a blink
 
     import torch
-    from transformers import set_seed
+
+    plan = plan_run(hp, torch.cuda.is_available())
+    if not plan.needs_bitsandbytes:
+        skip_bitsandbytes()
+    quiet = quiet_progress_bars()
+
+    from transformers import PrinterCallback, set_seed
     from transformers.trainer_utils import get_last_checkpoint
     from trl import SFTTrainer
 
-    plan = plan_run(hp, torch.cuda.is_available())
+    timing.mark("imports")
     # The LoRA weights' initialisation and trl's packing shuffle draw from the global RNGs before
     # the Trainer seeds them: seed them first, or no two runs are alike.
     set_seed(hp.seed)
@@ -302,6 +324,7 @@ def fine_tune(
     )
     with timed("loading the base model"):
         model, tokenizer = load_model(base_model, hp, plan)
+    timing.mark("load")
     check_only_lora_trainable(model)
     trainable, total = count_parameters(model)
     logger.info(
@@ -316,7 +339,9 @@ def fine_tune(
         try:
             trainer = SFTTrainer(
                 model=model,
-                args=build_sft_config(hp, plan, checkpoints, metrics_output / "tensorboard"),
+                args=build_sft_config(
+                    hp, plan, checkpoints, metrics_output / "tensorboard", progress_bar=not quiet
+                ),
                 train_dataset=datasets["train"],
                 eval_dataset=datasets["validation"],
                 processing_class=tokenizer,
@@ -329,6 +354,11 @@ def fine_tune(
                 f"too little text to pack into sequences of {hp.max_seq_length} tokens: "
                 "use more rows, a larger validation_fraction, or --packing false"
             ) from error
+        if quiet:  # a log, not a terminal: progress lines instead of a bar and printed dicts
+            trainer.remove_callback(PrinterCallback)
+            trainer.add_callback(
+                progress_callback(hp.per_device_train_batch_size * hp.max_seq_length)
+            )
         resume = get_last_checkpoint(str(checkpoints)) if checkpoints.is_dir() else None
         if resume:
             # transformers 4.46 + torch >= 2.6: the RNG state needs a full (not weights-only) load

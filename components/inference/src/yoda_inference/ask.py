@@ -16,6 +16,9 @@ from yoda_inference.generation import build_prompt, extract_response, generate_b
 from yoda_inference.model import adapter_base_model, download_model, load_finetuned, use_4bit
 from yoda_step_io import StepError, run_step, setup_logging
 
+#: How an empty answer is shown (the model ended its turn at once): not as blank lines.
+EMPTY_ANSWER = "(empty answer: the model ended its turn at once)"
+
 
 def local_copy(model_uri: str, cache_dir: Path) -> Path:
     """A local directory holding the model: the path itself, or a cached download of gs://."""
@@ -72,7 +75,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             cache_dir=args.cache_dir,
         )
         for sentence, reply in zip(args.sentences, answers, strict=True):
-            print(f"> {sentence}\n{reply}\n")
+            print(f"> {sentence}\n{reply or EMPTY_ANSWER}\n")
 
     run_step(step)
 

@@ -77,7 +77,13 @@ def generate_batch(
         settings.update(temperature=None, top_p=None, top_k=None)  # greedy: no sampling knobs
     with torch.inference_mode():
         output = model.generate(
-            **inputs, eos_token_id=stop_ids, pad_token_id=tokenizer.pad_token_id, **settings
+            **inputs,
+            eos_token_id=stop_ids,
+            pad_token_id=tokenizer.pad_token_id,
+            # one process generates alone: saying so spares generate() its FSDP check, which
+            # imports torch.distributed.fsdp and the compiler stack (3 s on a 2-core machine)
+            synced_gpus=False,
+            **settings,
         )
     new_tokens = output[:, inputs["input_ids"].shape[1] :].tolist()
     texts, generated = [], 0

@@ -8,8 +8,9 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from yoda_step_io import StepError, outputs_in_place
+from yoda_step_io import StepError, outputs_in_place, timing
 from yoda_step_io.gcs import download_prefix
+from yoda_step_io.libraries import quiet_progress_bars, skip_bitsandbytes
 
 logger = logging.getLogger(__name__)
 
@@ -83,8 +84,15 @@ def load_finetuned(
 ) -> tuple[Any, Any]:
     """Base model (4-bit if ``four_bit``: see :func:`use_4bit`) + LoRA adapter; tokenizer."""
     import torch
+
+    if not four_bit:
+        skip_bitsandbytes()
+    quiet_progress_bars()
+
     from peft import PeftModel
     from transformers import AutoModelForCausalLM, AutoTokenizer, BitsAndBytesConfig
+
+    timing.mark("imports")
 
     cuda = torch.cuda.is_available()
     dtype = getattr(torch, compute_dtype) if cuda else torch.float32
@@ -112,6 +120,7 @@ def load_finetuned(
     tokenizer.padding_side = "left"
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
+    timing.mark("load")
     logger.info(
         "loaded %s + adapter %s (%s, %s)",
         base_model,

@@ -13,6 +13,7 @@ from yoda_inference.generation import build_prompt, extract_response, generate_b
 from yoda_inference.model import adapter_base_model, load_finetuned, use_4bit
 from yoda_step_io import StepError, outputs_in_place
 from yoda_step_io.conversations import Conversation, read_conversations
+from yoda_step_io.progress import ProgressLog
 
 logger = logging.getLogger(__name__)
 
@@ -96,20 +97,15 @@ def predict_test_set(
     responses: list[str] = []
     generated_tokens = 0
     start = time.perf_counter()
+    progress = ProgressLog(logger, "generating", len(pairs), "samples")
     for first in range(0, len(pairs), params.batch_size):
         batch = pairs[first : first + params.batch_size]
         prompts = [build_prompt(tokenizer, user) for user, _ in batch]
         outputs, tokens = generate_batch(model, tokenizer, prompts, **params.generate_kwargs())
         responses.extend(extract_response(output) for output in outputs)
         generated_tokens += tokens
-        elapsed = time.perf_counter() - start
-        logger.info(
-            "generated %d/%d (%.1f samples/s, %.1f tokens/s)",
-            len(responses),
-            len(pairs),
-            len(responses) / elapsed,
-            generated_tokens / elapsed,
-        )
+        tokens_per_second = generated_tokens / (time.perf_counter() - start)
+        progress.update(len(responses), f"{tokens_per_second:.1f} tokens/s")
     elapsed = time.perf_counter() - start
     with (
         outputs_in_place(predictions_path),
