@@ -9,7 +9,8 @@ compared with in the same run, printed and written to docs/benchmarks.md.
 - the tiny model's generation (what a fresh clone's first run adds);
 - generation batched vs one prompt at a time (benchmarks/bench_inference.py);
 - evaluation with ragas vs rouge-score directly (benchmarks/bench_evaluation.py);
-- fine-tuning tokens/s with packing on and off (benchmarks/bench_run_local.py).
+- fine-tuning tokens/s with packing on and off, and the inference step with and without the
+  base model's answers (benchmarks/bench_run_local.py).
 """
 
 from __future__ import annotations
@@ -77,7 +78,7 @@ def run_rows(label: str, wall: float, splits: dict[str, StepSplit], before: bool
     for task, name in TASKS.items():
         split = splits[task]
         what = f"{name}, {label}: {' / '.join(PHASES)}"
-        if before:
+        if before and task in BEFORE:
             total, parts = BEFORE[task]
             faster = f"{float(total) / split.total:.1f}x faster"
             rows.append(row(what, split_cell(split), f"{total} s before ({parts})", faster))
@@ -116,8 +117,9 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="yoda-bench-") as tmp:
         tiny = Path(tmp) / "tiny-phi3"
         tiny_s = bench_run_local.make_tiny_model(tiny)
-        sample_wall, sample = bench_run_local.run_local(tiny)
-        full_run = bench_run_local.run_local(tiny, full) if full else None
+        sample_wall, sample, sample_run = bench_run_local.run_local(tiny, Path(tmp) / "sample")
+        full_run = bench_run_local.run_local(tiny, Path(tmp) / "full", full) if full else None
+        base_cost = bench_run_local.inference_base_cost(full_run[2] if full_run else sample_run)
         packing = bench_run_local.packing_throughput(tiny, full or sample_data())
     generation = bench_inference.measure()
     scoring = bench_evaluation.measure()
@@ -128,7 +130,10 @@ def main() -> None:
                     f"{was:.0f} s before", f"{was / tiny_s:.1f}x faster"))  # fmt: skip
     rows += run_rows("sample (48 rows)", sample_wall, sample, before=True)
     if full_run:
-        rows += run_rows("full data set (720 rows)", *full_run, before=False)
+        rows += run_rows("full data set (720 rows)", *full_run[:2], before=False)
+    on, off = base_cost["with_base_true"], base_cost["with_base_false"]
+    what = f"inference step with the base model's answers ({base_cost['rows']:.0f} rows)"
+    rows.append(row(what, f"{on:.1f} s", f"without: {off:.1f} s", f"{on / off:.2f}x"))
     rows += comparison_rows(generation, scoring, packing)
     table = "\n".join(rows)
     print(table)

@@ -28,6 +28,7 @@ TASKS = {
     "fine-tuning-component": "fine-tuning",
     "inference-component": "inference",
     "evaluation-component": "evaluation",
+    "report-component": "report",
 }
 _KFP = re.compile(
     r"^(\d\d:\d\d:\d\d\.\d{3}) - \w+ - (?:Executing task '([^']+)'|Task '([^']+)' finished)"
@@ -79,19 +80,40 @@ def parse_console(console: str) -> dict[str, StepSplit]:
     return splits
 
 
-def run_local(tiny_model: Path, raw_data: Path | None = None) -> tuple[float, dict[str, StepSplit]]:
-    """Wall seconds of ``yoda-pipeline run-local`` and the split of each of its steps."""
-    with tempfile.TemporaryDirectory(prefix="yoda-bench-") as runs:
-        command = [str(BIN / "yoda-pipeline"), "run-local", "--runs-dir", runs]
-        if raw_data is not None:
-            command += ["--raw-data-uri", str(raw_data)]
-        env = {**os.environ, "YODA_TINY_MODEL_DIR": str(tiny_model)}
-        start = time.perf_counter()
-        done = subprocess.run(command, env=env, capture_output=True, text=True)
-        wall = time.perf_counter() - start
+def run_local(
+    tiny_model: Path, runs: Path, raw_data: Path | None = None
+) -> tuple[float, dict[str, StepSplit], Path]:
+    """Wall seconds of ``yoda-pipeline run-local`` (its runs folder under ``runs``), the split
+    of each of its steps, and the run folder."""
+    command = [str(BIN / "yoda-pipeline"), "run-local", "--runs-dir", str(runs)]
+    if raw_data is not None:
+        command += ["--raw-data-uri", str(raw_data)]
+    env = {**os.environ, "YODA_TINY_MODEL_DIR": str(tiny_model)}
+    start = time.perf_counter()
+    done = subprocess.run(command, env=env, capture_output=True, text=True)
+    wall = time.perf_counter() - start
     if done.returncode != 0:
         raise RuntimeError(f"run-local failed: {done.stderr.strip().splitlines()[-1]}")
-    return wall, parse_console(done.stdout)
+    (run,) = sorted(runs.glob("run-*"))[-1:]
+    return wall, parse_console(done.stdout), run
+
+
+def inference_base_cost(run: Path) -> dict[str, float]:
+    """The inference step's wall time with the base model's answers and without, on the run's
+    own model and test split (the step's command, as the pipeline gives it)."""
+    (model,) = run.glob("outputs/*/fine-tuning-component/model")
+    (test,) = run.glob("outputs/*/data-transformation-component/test")
+    seconds: dict[str, float] = {"rows": float(len(test.read_text().splitlines()))}
+    with tempfile.TemporaryDirectory(prefix="yoda-bench-") as tmp:
+        for with_base in ("true", "false"):
+            command = [str(BIN / "yoda-inference"), "--model-dir", str(model), "--test-dataset",
+                       str(test), "--quantization", "auto", "--predictions-output",
+                       f"{tmp}/p-{with_base}", "--base-predictions-output", f"{tmp}/b-{with_base}",
+                       "--with-base-model", with_base]  # fmt: skip
+            start = time.perf_counter()
+            subprocess.run(command, check=True, capture_output=True)
+            seconds[f"with_base_{with_base}"] = time.perf_counter() - start
+    return seconds
 
 
 def make_tiny_model(target: Path) -> float:

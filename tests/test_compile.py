@@ -54,6 +54,7 @@ def test_tasks_have_display_names(compiled: dict[str, Any]) -> None:
         "fine-tuning-component": "Fine-tuning (QLoRA)",
         "inference-component": "Inference",
         "evaluation-component": "Evaluation (ragas)",
+        "report-component": "Report",
     }
 
 
@@ -64,11 +65,49 @@ def test_evaluation_scores_the_predictions_without_a_gpu(compiled: dict[str, Any
     inputs = compiled["root"]["dag"]["tasks"]["evaluation-component"]["inputs"]["artifacts"]
     assert inputs["predictions"]["taskOutputArtifact"] == {
         "outputArtifactKey": "predictions", "producerTask": "inference-component"}  # fmt: skip
+    assert inputs["base_predictions"]["taskOutputArtifact"] == {
+        "outputArtifactKey": "base_predictions", "producerTask": "inference-component"}  # fmt: skip
+    assert executor["args"][executor["args"].index("--base-predictions") + 1] == (
+        "{{$.inputs.artifacts['base_predictions'].path}}"
+    )
     outputs = compiled["components"]["comp-evaluation-component"]["outputDefinitions"]
     assert {name: a["artifactType"]["schemaTitle"] for name, a in outputs["artifacts"].items()} == {
         "evaluation_results": "system.Dataset",
         "metrics": "system.Metrics",
     }
+
+
+def test_report_renders_html_and_markdown_from_evaluation_and_training(
+    compiled: dict[str, Any],
+) -> None:
+    executor = compiled["deploymentSpec"]["executors"]["exec-report-component"]["container"]
+    assert executor["command"] == ["yoda-report"]
+    assert executor["image"] == spec_images(compiled)["exec-evaluation-component"]
+    assert "accelerator" not in executor.get("resources", {})
+    inputs = compiled["root"]["dag"]["tasks"]["report-component"]["inputs"]["artifacts"]
+    assert {name: (i["taskOutputArtifact"]["producerTask"], i["taskOutputArtifact"]
+                   ["outputArtifactKey"]) for name, i in inputs.items()} == {
+        "evaluation_results": ("evaluation-component", "evaluation_results"),
+        "evaluation_metrics": ("evaluation-component", "metrics"),
+        "training_metrics": ("fine-tuning-component", "metrics"),
+        "model": ("fine-tuning-component", "model"),
+    }  # fmt: skip
+    outputs = compiled["components"]["comp-report-component"]["outputDefinitions"]["artifacts"]
+    assert {name: a["artifactType"]["schemaTitle"] for name, a in outputs.items()} == {
+        "html": "system.HTML", "markdown": "system.Markdown"}  # fmt: skip
+
+
+def test_inference_answers_with_the_base_model_too_unless_turned_off(
+    compiled: dict[str, Any],
+) -> None:
+    component = compiled["components"]["comp-inference-component"]
+    outputs = component["outputDefinitions"]["artifacts"]
+    assert outputs["base_predictions"]["artifactType"]["schemaTitle"] == "system.Dataset"
+    task = compiled["root"]["dag"]["tasks"]["inference-component"]
+    assert task["inputs"]["parameters"]["with_base_model"] == {
+        "componentInputParameter": "with_base_model"}  # fmt: skip
+    parameters = compiled["root"]["inputDefinitions"]["parameters"]
+    assert parameters["with_base_model"]["defaultValue"] is True
 
 
 def test_inference_gets_a_gpu_the_model_and_the_test_split(compiled: dict[str, Any]) -> None:

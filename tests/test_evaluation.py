@@ -119,7 +119,9 @@ def test_real_world_predictions(tmp_path: Path) -> None:
     assert all(math.isfinite(v) for v in result.aggregates.values())
     on_disk = json.loads((tmp_path / "metrics" / "metrics.json").read_text())
     assert on_disk == pytest.approx(result.aggregates)
-    assert "rouge_l_mean" in (tmp_path / "metrics" / "report.html").read_text()
+    # no base model's answers here: the echo baseline and the degenerate counts only
+    assert on_disk["empty_answers"] == 1 and on_disk["repeated_answers"] == 0  # two words alternate
+    assert "echo_rouge_l_mean" in on_disk and "base_rouge_l_mean" not in on_disk
 
 
 @pytest.mark.parametrize(

@@ -76,20 +76,62 @@ def test_cli_writes_executor_output(
     executor_input = {
         "outputs": {
             "artifacts": {
-                "predictions": {"artifacts": [{"name": "predictions", "uri": "gs://b/predictions"}]}
+                name: {"artifacts": [{"name": name, "uri": f"gs://b/{name}"}]}
+                for name in ("predictions", "base_predictions")
             },
             "outputFile": str(output_file),
         }
     }
     main(["--model-dir", str(tuned_model_dir), "--test-dataset", str(sample_test_jsonl),
           "--predictions-output", str(tmp_path / "p.csv"), "--quantization", "auto",
+          "--base-predictions-output", str(tmp_path / "b.csv"),
           "--max-new-tokens", "4", "--executor-input", json.dumps(executor_input)])  # fmt: skip
-    meta = json.loads(output_file.read_text())["artifacts"]["predictions"]["artifacts"][0][
-        "metadata"
-    ]
+    artifacts = json.loads(output_file.read_text())["artifacts"]
+    meta = artifacts["predictions"]["artifacts"][0]["metadata"]
     assert meta["rows"] == 5 and meta["max_new_tokens"] == 4
-    with (tmp_path / "p.csv").open(encoding="utf-8", newline="") as handle:
-        assert len(list(csv.reader(handle))) == 6
+    # four new tokens are too few to end a turn: every answer is cut, and counted as such
+    assert meta["cut_answers"] == 5 and {"empty_answers", "repeated_answers"} <= set(meta)
+    base_meta = artifacts["base_predictions"]["artifacts"][0]["metadata"]
+    assert base_meta["rows"] == 5 and base_meta["adapter"] == "disabled"
+    for name in ("p.csv", "b.csv"):
+        with (tmp_path / name).open(encoding="utf-8", newline="") as handle:
+            rows = list(csv.reader(handle))
+        assert rows[0] == ["user_input", "reference", "extracted_response"] and len(rows) == 6
+
+
+def test_base_answers_come_from_the_same_model_with_the_adapter_off(
+    loaded: tuple[Any, Any], tuned_model_dir: Path, tiny_model_dir: Path
+) -> None:
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    model, tokenizer = loaded
+    inputs = tokenizer(["<|user|>\nThe Force is strong.<|end|>\n<|assistant|>\n"],
+                       return_tensors="pt", add_special_tokens=False)  # fmt: skip
+    alone = AutoModelForCausalLM.from_pretrained(tiny_model_dir).eval()
+    with torch.no_grad():
+        tuned = model(**inputs).logits
+        with model.disable_adapter():
+            off = model(**inputs).logits
+        base = alone(**inputs).logits
+        again = model(**inputs).logits
+    assert torch.allclose(off, base, atol=1e-6), "adapter off = the base model loaded alone"
+    assert not torch.allclose(tuned, base, atol=1e-4), "the adapter changes the answer"
+    assert torch.equal(again, tuned), "the adapter is back on after the block"
+
+
+def test_base_answers_turned_off_leave_a_header_only(
+    tuned_model_dir: Path, sample_test_jsonl: Path, tmp_path: Path
+) -> None:
+    result = predict_test_set(
+        tuned_model_dir, sample_test_jsonl, tmp_path / "p.csv", quantization="auto",
+        params=GenerationParameters(max_new_tokens=2), base_predictions_path=tmp_path / "b.csv",
+        with_base_model=False,
+    )  # fmt: skip
+    assert (tmp_path / "b.csv").read_text().splitlines() == [
+        "user_input,reference,extracted_response"]  # fmt: skip
+    assert result.base_metadata == {"rows": 0, "skipped": "with_base_model is false"}
+    assert result.metadata["rows"] == 5
 
 
 def write_jsonl(path: Path, lines: list[Any]) -> Path:

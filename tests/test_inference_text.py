@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from yoda_inference import build_prompt, extract_response
+from yoda_inference.generation import reached_end
 
 
 def test_prompt_is_exactly_phi3s(tiny_model_dir: Path) -> None:
@@ -43,3 +44,17 @@ PROMPT = "<|user|>\nThe Force is strong in you!<|end|>\n<|assistant|>\n"
 )  # fmt: skip
 def test_extract_response(output: str, expected: str) -> None:
     assert extract_response(output) == expected
+
+
+@pytest.mark.parametrize(
+    ("output", "ended"),
+    [
+        ("<|user|>\nHi<|end|>\n<|assistant|>\nHello.<|end|>", True),
+        ("<|user|>\nHi<|end|>\n<|assistant|>\n<|end|>", True),  # an empty answer still ended
+        ("<|user|>\nHi<|end|>\n<|assistant|>\nHello hello hello", False),  # cut
+        ("<|user|>\nHi<|end|>\n<|assistant|>\n", False),  # nothing generated
+        ("Hello.<|endoftext|>", True),
+    ],
+)
+def test_reached_end_tells_a_finished_answer_from_a_cut_one(output: str, ended: bool) -> None:
+    assert reached_end(output) is ended

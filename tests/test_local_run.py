@@ -13,6 +13,8 @@ import json
 import math
 import os
 import re
+import shutil
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -95,11 +97,13 @@ def test_a_log_gets_progress_lines_not_bars(default_run_and_console: tuple[Path,
     assert 5 <= len(training) <= 21, "one line every few percent"
     assert training[-1][:2] == ("30", "100")
     assert any(eta == "ETA" for *_, eta in training)
-    assert re.search(r"generating: 5/5 \(100%\) [\d.]+ samples/s.*tokens/s", console)
+    for model in ("fine-tuned", "base"):
+        assert re.search(rf"generating \({model}\): 5/5 \(100%\) [\d.]+ samples/s.*tokens/s",
+                         console)  # fmt: skip
     assert re.search(r"scoring: 5/5 \(100%\) [\d.]+ samples/s", console)
     assert "{'loss':" not in console, "the Trainer's printed dicts"
-    # each step says where its time went (make bench reads these lines)
-    assert len(re.findall(r"timing: start [\d.]+ s \| .*work [\d.]+ s", console)) == 4
+    # each of the five steps says where its time went (make bench reads these lines)
+    assert len(re.findall(r"timing: start [\d.]+ s \| .*work [\d.]+ s", console)) == 5
 
 
 @pytest.fixture(scope="module")
@@ -166,6 +170,12 @@ def test_inference_outputs(default_run: Path) -> None:
     assert [r["reference"] for r in rows] == [t["messages"][1]["content"] for t in test]
     predictions_meta = output_metadata(inference, "predictions")
     assert predictions_meta["rows"] == 5 and predictions_meta["samples_per_second"] > 0
+    # the base model's answers: same header, same sentences, the adapter switched off
+    with (inference / "base_predictions").open(encoding="utf-8", newline="") as handle:
+        base_rows = list(csv.DictReader(handle))
+    assert [(r["user_input"], r["reference"]) for r in base_rows] == [
+        (r["user_input"], r["reference"]) for r in rows]  # fmt: skip
+    assert output_metadata(inference, "base_predictions")["adapter"] == "disabled"
 
 
 def test_evaluation_outputs(default_run: Path) -> None:
@@ -175,12 +185,43 @@ def test_evaluation_outputs(default_run: Path) -> None:
     assert len(rows) == 5
     metric_columns = ["rouge_l", "rouge_1", "bleu", "levenshtein_similarity",
                       "jaro_winkler_similarity", "exact_match", "string_present"]  # fmt: skip
-    assert list(rows[0]) == ["user_input", "reference", "response", *metric_columns]
-    assert all(0.0 <= float(row[m]) <= 1.0 for row in rows for m in metric_columns)
+    base_columns = [f"base_{m}" for m in metric_columns]
+    assert list(rows[0]) == ["user_input", "reference", "response", *metric_columns,
+                             "base_response", *base_columns]  # fmt: skip
+    assert all(0.0 <= float(row[m]) <= 1.0 for row in rows for m in metric_columns + base_columns)
     aggregates = output_metadata(evaluation, "metrics")
     assert aggregates["samples"] == 5
     assert all(math.isfinite(v) for v in aggregates.values())
     assert json.loads((evaluation / "metrics" / "metrics.json").read_text()) == aggregates
+    # the three rows and the uplifts, in the metadata Vertex shows
+    for metric in metric_columns:
+        for key in (f"{metric}_mean", f"base_{metric}_mean", f"echo_{metric}_mean"):
+            assert key in aggregates, key
+        assert aggregates[f"{metric}_uplift_vs_base"] == pytest.approx(
+            aggregates[f"{metric}_mean"] - aggregates[f"base_{metric}_mean"])  # fmt: skip
+    for prefix in ("", "base_"):
+        assert {f"{prefix}{kind}_answers" for kind in ("empty", "repeated", "cut")} <= set(
+            aggregates)  # fmt: skip
+    # the inference step's cut counts reached the evaluation through KFP's executor input
+    inference = task_dir(default_run, "inference-component")
+    assert aggregates["cut_answers"] == output_metadata(inference, "predictions")["cut_answers"]
+
+
+def test_report_artifacts_and_the_summary_at_the_end(
+    default_run_and_console: tuple[Path, str],
+) -> None:
+    run, console = default_run_and_console
+    report = task_dir(run, "report-component")
+    html, markdown = report / "html", report / "markdown"
+    assert html.read_text().startswith("<!doctype html>") and html.stat().st_size < 1_000_000
+    assert markdown.read_text().startswith("# Yoda fine-tuning report")
+    meta = output_metadata(report, "html")
+    assert meta["samples"] == 5 and meta["bytes"] == html.stat().st_size
+    # `make run-local` ends on the headline table and the report's path
+    tail = console.rstrip().splitlines()[-9:]
+    assert [line.split()[0] for line in tail[1:6]] == ["fine-tuned", "base", "echo", "uplift",
+                                                      "uplift"]  # fmt: skip
+    assert tail[-1] == f"HTML report: {html}"
 
 
 def test_report_prints_aggregates_and_extremes(
@@ -188,8 +229,48 @@ def test_report_prints_aggregates_and_extremes(
 ) -> None:
     main(["report", str(default_run), "--by", "bleu", "--top", "2"])
     out = capsys.readouterr().out
-    assert out.startswith("5 samples\n")
+    lines = out.splitlines()
+    assert [line.split()[0] for line in lines[1:6]] == ["fine-tuned", "base", "echo", "uplift",
+                                                       "uplift"]  # fmt: skip
+    assert "\n5 samples\n" in out and "base model: " in out
     assert "rouge_l " in out and "\nBest 2 by bleu:" in out and "\nWorst 2 by bleu:" in out
+    html = task_dir(default_run, "report-component") / "html"
+    assert lines[-1] == f"HTML report: {html}"
+
+
+def chromium() -> str:
+    """Debian's chromium, installed where missing (CI runs as root with apt)."""
+    found = shutil.which("chromium")
+    if found is None and shutil.which("apt-get") and os.geteuid() == 0:
+        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+        subprocess.run(["apt-get", "install", "-y", "-qq", "chromium"], check=False,
+                       capture_output=True, env=env)  # fmt: skip
+        found = shutil.which("chromium")
+    if found is None:
+        pytest.fail("chromium is missing and cannot be installed here: apt-get install chromium")
+    return found
+
+
+def test_the_html_report_in_a_real_browser(default_run: Path, tmp_path: Path) -> None:
+    html = task_dir(default_run, "report-component") / "html"
+    page = tmp_path / "report.html"  # the artifact has no suffix; a browser wants one
+    shutil.copy(html, page)
+    flags = [chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
+             "--disable-background-networking", "--disable-component-update", "--disable-sync",
+             "--enable-logging=stderr", "--v=0", "--hide-scrollbars",
+             "--window-size=1200,2000"]  # fmt: skip
+    rendered = subprocess.run([*flags, "--dump-dom", page.as_uri()], capture_output=True,
+                              text=True, timeout=120)  # fmt: skip
+    assert rendered.returncode == 0, rendered.stderr[-2000:]
+    console = [line for line in rendered.stderr.splitlines() if ":CONSOLE" in line]
+    assert console == [], "the page logged to the console"
+    dom = rendered.stdout
+    assert 'id="headline"' in dom and dom.count("<svg") == 2 and "<polyline" in dom
+    assert "Best 5 by rouge_l" in dom and "Worst 5 by rouge_l" in dom
+    shot = tmp_path / "report.png"
+    subprocess.run([*flags, f"--screenshot={shot}", page.as_uri()], capture_output=True,
+                   timeout=120, check=True)  # fmt: skip
+    assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and shot.stat().st_size > 10_000
 
 
 def test_each_run_has_its_own_folder_and_cli_overrides_apply(

@@ -90,8 +90,9 @@ def test_submit_sends_the_expected_create_pipeline_job(
     spec = body["pipelineSpec"]
     executors = spec["deploymentSpec"]["executors"]
     images = {label: e["container"]["image"] for label, e in executors.items()}
-    assert len(images) == 4 and all(image.startswith(REGISTRY) and image.endswith(DIGEST)
-                                    for image in images.values())  # fmt: skip
+    # five tasks in four images: the report runs in the evaluation image
+    assert len(images) == 5 and len(set(images.values())) == 4
+    assert all(image.startswith(REGISTRY) and image.endswith(DIGEST) for image in images.values())
     for gpu_step in ("exec-fine-tuning-component", "exec-inference-component"):
         resources = executors[gpu_step]["container"]["resources"]
         assert resources["accelerator"]["resourceType"] == "NVIDIA_TESLA_T4"

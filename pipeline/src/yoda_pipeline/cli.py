@@ -33,11 +33,14 @@ from yoda_pipeline.report import (
     EVALUATION_TASK,
     evaluation_results_location,
     format_report,
+    html_report,
+    read_aggregates,
     read_results,
 )
 from yoda_pipeline.run_log import ANSI
 from yoda_pipeline.settings import DOCKER_IMAGE_LOCK, LOCAL_IMAGE_LOCK, PipelineSettings
 from yoda_step_io import StepError
+from yoda_step_io.scores import format_headline
 
 logger = logging.getLogger("yoda_pipeline")
 
@@ -128,11 +131,24 @@ def tensorboard(source: str | None, logs_dir: Path, settings: PipelineSettings) 
 
 
 def report(source: str | None, by: str, top: int, settings: PipelineSettings) -> None:
-    """Print a run's aggregates and its best and worst samples."""
+    """Print a run's headline, its per-sample statistics, its best and worst samples and where
+    its HTML report is."""
+    run_dir: Path | None = None
     if source is None:
-        _, results = newest_run_with(settings.local_runs_dir, EVALUATION_TASK, "evaluation_results")
+        run_dir, results = newest_run_with(
+            settings.local_runs_dir, EVALUATION_TASK, "evaluation_results"
+        )
         source = str(results)
-    print(format_report(read_results(evaluation_results_location(source)), by, top))
+    elif Path(source).is_dir():
+        run_dir = Path(source)
+    location = evaluation_results_location(source)
+    aggregates = read_aggregates(location)
+    if aggregates:
+        print(format_headline(aggregates), end="\n\n")
+    print(format_report(read_results(location), by, top))
+    html = html_report(run_dir) if run_dir else None
+    if html is not None:
+        print(f"\nHTML report: {html}")
 
 
 def predict(model: str | None, sentences: list[str], settings: PipelineSettings) -> int:

@@ -10,7 +10,7 @@ never at import time.
 from dataclasses import dataclass
 
 from kfp import dsl
-from kfp.dsl import Dataset, Input, Metrics, Model, Output
+from kfp.dsl import HTML, Dataset, Input, Markdown, Metrics, Model, Output
 from kfp.dsl.base_component import BaseComponent
 
 from yoda_pipeline.images import ImageLock
@@ -24,6 +24,7 @@ class StepComponents:
     fine_tuning: BaseComponent
     inference: BaseComponent
     evaluation: BaseComponent
+    report: BaseComponent
 
 
 def build_components(lock: ImageLock) -> StepComponents:
@@ -117,9 +118,12 @@ def build_components(lock: ImageLock) -> StepComponents:
         do_sample: bool,
         temperature: float,
         top_p: float,
+        with_base_model: bool,
         predictions: Output[Dataset],
+        base_predictions: Output[Dataset],
     ) -> dsl.ContainerSpec:
-        """Batched generation on the test set -> ``user_input,reference,extracted_response`` CSV."""
+        """Batched generation on the test set -> ``user_input,reference,extracted_response`` CSV,
+        and the same with the adapter switched off (the base model), unless turned off."""
         return dsl.ContainerSpec(
             image=inference_image,
             command=["yoda-inference"],
@@ -133,7 +137,9 @@ def build_components(lock: ImageLock) -> StepComponents:
                 "--do-sample", do_sample,
                 "--temperature", temperature,
                 "--top-p", top_p,
+                "--with-base-model", with_base_model,
                 "--predictions-output", predictions.path,
+                "--base-predictions-output", base_predictions.path,
                 "--executor-input", dsl.PIPELINE_TASK_EXECUTOR_INPUT_PLACEHOLDER,
             ],
         )  # fmt: skip
@@ -143,19 +149,45 @@ def build_components(lock: ImageLock) -> StepComponents:
     @dsl.container_component
     def evaluation_component(
         predictions: Input[Dataset],
+        base_predictions: Input[Dataset],
         metric_names: str,
         evaluation_results: Output[Dataset],
         metrics: Output[Metrics],
     ) -> dsl.ContainerSpec:
-        """ragas scores per sample (CSV) and aggregated (Metrics)."""
+        """ragas scores per sample (CSV) and aggregated (Metrics): fine-tuned, base model, echo."""
         return dsl.ContainerSpec(
             image=evaluation_image,
             command=["yoda-evaluation"],
             args=[
                 "--predictions", predictions.path,
+                "--base-predictions", base_predictions.path,
                 "--metrics", metric_names,
                 "--results-output", evaluation_results.path,
                 "--metrics-output", metrics.path,
+                "--executor-input", dsl.PIPELINE_TASK_EXECUTOR_INPUT_PLACEHOLDER,
+            ],
+        )  # fmt: skip
+
+    @dsl.container_component
+    def report_component(
+        evaluation_results: Input[Dataset],
+        evaluation_metrics: Input[Metrics],
+        training_metrics: Input[Metrics],
+        model: Input[Model],
+        html: Output[HTML],
+        markdown: Output[Markdown],
+    ) -> dsl.ContainerSpec:
+        """The run's report for people: HTML (Vertex's "View HTML") and Markdown."""
+        return dsl.ContainerSpec(
+            image=evaluation_image,  # the report's code ships in the evaluation package
+            command=["yoda-report"],
+            args=[
+                "--evaluation-results", evaluation_results.path,
+                "--evaluation-metrics", evaluation_metrics.path,
+                "--training-metrics", training_metrics.path,
+                "--model", model.path,
+                "--html-output", html.path,
+                "--markdown-output", markdown.path,
                 "--executor-input", dsl.PIPELINE_TASK_EXECUTOR_INPUT_PLACEHOLDER,
             ],
         )  # fmt: skip
@@ -165,4 +197,5 @@ def build_components(lock: ImageLock) -> StepComponents:
         fine_tuning=fine_tuning_component,
         inference=inference_component,
         evaluation=evaluation_component,
+        report=report_component,
     )

@@ -48,14 +48,18 @@ def build_pipeline(components: StepComponents, settings: PipelineSettings) -> An
         do_sample: bool = settings.do_sample,
         temperature: float = settings.temperature,
         top_p: float = settings.top_p,
+        with_base_model: bool = settings.with_base_model,
         evaluation_metrics: str = settings.evaluation_metrics,
     ) -> None:
         """The Yoda fine-tuning pipeline.
 
         1. Data transformation: raw CSV -> conversational train/test JSON Lines.
         2. Fine-tuning: LoRA adapter on a 4-bit Phi-3 base (GPU), TensorBoard logs and metrics.
-        3. Inference: batched generation on the test set (GPU) -> predictions CSV.
-        4. Evaluation: ragas scores per sample (CSV) and aggregated (Metrics).
+        3. Inference: batched generation on the test set (GPU) -> predictions CSV, and the base
+           model's answers (the adapter switched off) unless ``with_base_model`` is false.
+        4. Evaluation: ragas scores per sample (CSV) and aggregated (Metrics), for the
+           fine-tuned model, the base model and the echo baseline, with the uplifts.
+        5. Report: HTML and Markdown for people (tables, loss curves, distributions, samples).
         """
         data = components.data_transformation(
             raw_data_uri=raw_data_uri,
@@ -94,12 +98,21 @@ def build_pipeline(components: StepComponents, settings: PipelineSettings) -> An
             do_sample=do_sample,
             temperature=temperature,
             top_p=top_p,
+            with_base_model=with_base_model,
         ).set_display_name("Inference")
         _gpu_task(inference, settings)
 
-        components.evaluation(
+        evaluation = components.evaluation(
             predictions=inference.outputs["predictions"],
+            base_predictions=inference.outputs["base_predictions"],
             metric_names=evaluation_metrics,
         ).set_display_name("Evaluation (ragas)")
+
+        components.report(
+            evaluation_results=evaluation.outputs["evaluation_results"],
+            evaluation_metrics=evaluation.outputs["metrics"],
+            training_metrics=fine_tuning.outputs["metrics"],
+            model=fine_tuning.outputs["model"],
+        ).set_display_name("Report")
 
     return model_training_pipeline

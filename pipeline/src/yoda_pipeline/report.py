@@ -1,18 +1,22 @@
-"""Print a finished run's evaluation: aggregate metrics, then the best and worst samples."""
+"""Print a finished run's evaluation: the headline (fine-tuned, base model, echo baseline), the
+per-sample statistics, the best and worst samples, and where the HTML report is."""
 
 from __future__ import annotations
 
 import csv
 import io
+import json
 import statistics
 from pathlib import Path
 
 from yoda_pipeline.artifacts import run_output
 from yoda_step_io import StepError
 from yoda_step_io.gcs import split_gs_uri, storage_client
+from yoda_step_io.scores import format_headline
 
 EVALUATION_TASK = "evaluation-component"
-TEXT_COLUMNS = ("user_input", "reference", "response")
+REPORT_TASK = "report-component"
+TEXT_COLUMNS = ("user_input", "reference", "response", "base_response")
 
 
 def evaluation_results_location(source: str) -> str:
@@ -30,22 +34,55 @@ def evaluation_results_location(source: str) -> str:
     return str(path)
 
 
-def read_results(location: str) -> list[dict[str, str]]:
-    """Rows of the results CSV, from disk or GCS."""
+def read_text(location: str) -> str:
+    """A text file from disk or GCS.
+
+    Raises:
+        StepError: no such file, bucket or object.
+    """
     if location.startswith("gs://"):
         from google.api_core import exceptions
 
         bucket, key = split_gs_uri(location)
         try:
-            text = storage_client().bucket(bucket).blob(key).download_as_text(encoding="utf-8")
+            return str(storage_client().bucket(bucket).blob(key).download_as_text(encoding="utf-8"))
         except exceptions.NotFound as error:
             raise StepError(f"cannot read {location}: no such bucket or object") from error
-    else:
-        text = Path(location).read_text(encoding="utf-8")
-    rows = list(csv.DictReader(io.StringIO(text)))
+    try:
+        return Path(location).read_text(encoding="utf-8")
+    except FileNotFoundError as error:
+        raise StepError(f"{location} does not exist") from error
+
+
+def read_results(location: str) -> list[dict[str, str]]:
+    """Rows of the results CSV, from disk or GCS."""
+    rows = list(csv.DictReader(io.StringIO(read_text(location))))
     if not rows:
         raise StepError(f"{location} holds no scored sample")
     return rows
+
+
+def read_aggregates(results_location: str) -> dict[str, float] | None:
+    """The evaluation's aggregates (``metrics/metrics.json`` beside the results), if there."""
+    parent = results_location.rstrip("/").rsplit("/", 1)[0]
+    try:
+        aggregates: dict[str, float] = json.loads(read_text(f"{parent}/metrics/metrics.json"))
+    except StepError:
+        return None
+    return aggregates
+
+
+def html_report(run_dir: Path) -> Path | None:
+    """The report step's HTML in a local run folder, if the run got that far."""
+    return run_output(run_dir, REPORT_TASK, "html")
+
+
+def format_run_summary(aggregates: dict[str, float] | None, html: Path | None) -> str:
+    """The headline table and where the HTML report is: the end of `make run-local`."""
+    lines = [format_headline(aggregates)] if aggregates else []
+    if html is not None:
+        lines.append(f"HTML report: {html}")
+    return "\n".join(lines)
 
 
 def _one_line(text: str) -> str:
@@ -70,5 +107,9 @@ def format_report(rows: list[dict[str, str]], by: str, top: int) -> str:
         for row in chosen:
             lines.append(f"  [{float(row[by]):.3f}] {_one_line(row['user_input'])}")
             lines.append(f"          expected: {_one_line(row['reference'])}")
-            lines.append(f"          answered: {_one_line(row['response'])}")
+            lines.append(f"          answered: {_one_line(row['response']) or '(empty)'}")
+            if "base_response" in row:
+                lines.append(
+                    f"          base model: {_one_line(row['base_response']) or '(empty)'}"
+                )
     return "\n".join(lines)

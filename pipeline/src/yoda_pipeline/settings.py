@@ -65,6 +65,8 @@ class PipelineSettings(BaseSettings):
     do_sample: bool = False
     temperature: float = Field(1.0, gt=0.0)
     top_p: float = Field(1.0, gt=0.0, le=1.0)
+    # The base model's answers too (the adapter switched off, one load): the report's baseline.
+    with_base_model: bool = True
 
     # Evaluation: comma-separated ragas metric names; empty = all (see yoda_evaluation.metrics).
     evaluation_metrics: str = ""
@@ -113,6 +115,7 @@ class PipelineSettings(BaseSettings):
         "do_sample",
         "temperature",
         "top_p",
+        "with_base_model",
         "evaluation_metrics",
     )
 

@@ -22,6 +22,7 @@ from yoda_step_io import (
     setup_logging,
     write_executor_output,
 )
+from yoda_step_io.executor import input_metadata
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -31,6 +32,11 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--predictions", type=Path, required=True, help="predictions CSV")
+    parser.add_argument(
+        "--base-predictions",
+        type=Path,
+        help="the base model's predictions CSV (same sentences; header only: no base row)",
+    )
     parser.add_argument("--results-output", type=Path, required=True, help="per-sample CSV")
     parser.add_argument("--metrics-output", type=Path, required=True, help="metrics folder")
     parser.add_argument(
@@ -51,8 +57,18 @@ def main(argv: Sequence[str] | None = None) -> None:
         executor_input = load_executor_input(args.executor_input)
         check_writable(args.results_output, args.metrics_output)
         names = parse_metric_names(args.metrics)
+        upstream = {
+            f"{prefix}cut_answers": float(metadata["cut_answers"])
+            for prefix, name in (("", "predictions"), ("base_", "base_predictions"))
+            if "cut_answers" in (metadata := input_metadata(executor_input, name))
+        }
         result = evaluate_predictions(
-            args.predictions, args.results_output, args.metrics_output, names
+            args.predictions,
+            args.results_output,
+            args.metrics_output,
+            names,
+            base_predictions_path=args.base_predictions,
+            upstream=upstream,
         )
         write_executor_output(
             executor_input,

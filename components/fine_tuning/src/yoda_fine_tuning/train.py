@@ -34,6 +34,8 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 _BNB_OPTIMIZERS = ("8bit", "paged_")
+#: The Trainer's log history (losses by step), in the Metrics artifact.
+LOG_HISTORY = "log_history.json"
 
 
 @dataclass(frozen=True)
@@ -374,6 +376,8 @@ def fine_tune(
             "train_runtime_s": float(train_output.metrics["train_runtime"]),
             "train_samples_per_second": float(train_output.metrics["train_samples_per_second"]),
             "train_steps": float(train_output.global_step),
+            "train_conversations": float(len(datasets["train"])),
+            "validation_conversations": float(len(datasets["validation"])),
             "trainable_params": float(trainable),
             "total_params": float(total),
             "trainable_percent": 100.0 * trainable / total,
@@ -395,6 +399,9 @@ def fine_tune(
         (model_output / "hyperparameters.json").write_text(json.dumps(model_metadata, indent=2))
         (model_output / "training_metrics.json").write_text(json.dumps(metrics, indent=2))
         (metrics_output / "metrics.json").write_text(json.dumps(metrics, indent=2))
+        # the loss curves (training and validation, by step) for the report
+        history = json.dumps(trainer.state.log_history, indent=1)
+        (metrics_output / LOG_HISTORY).write_text(history, encoding="utf-8")
     shutil.rmtree(checkpoints, ignore_errors=True)  # the run finished: nothing left to resume
     logger.info("saved the LoRA adapter to %s, metrics to %s", model_output, metrics_output)
     return FineTuneResult(metrics=metrics, model_metadata=model_metadata, model=trainer.model)

@@ -34,6 +34,17 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--model-dir", type=Path, required=True, help="LoRA adapter directory")
     parser.add_argument("--test-dataset", type=Path, required=True, help="test JSONL (messages)")
     parser.add_argument("--predictions-output", type=Path, required=True, help="CSV path")
+    parser.add_argument(
+        "--base-predictions-output",
+        type=Path,
+        help="CSV path for the base model's answers (the adapter switched off)",
+    )
+    parser.add_argument(
+        "--with-base-model",
+        type=parse_bool,
+        default=True,
+        help="answer with the base model too (default true; false: a header-only CSV)",
+    )
     parser.add_argument("--base-model", default="", help="default: the adapter config's base")
     parser.add_argument("--quantization", default="4bit", help=", ".join(QUANTIZATION_MODES))
     parser.add_argument("--compute-dtype", default="float16")
@@ -54,7 +65,8 @@ def main(argv: Sequence[str] | None = None) -> None:
 
     def step() -> None:
         executor_input = load_executor_input(args.executor_input)
-        check_writable(args.predictions_output)
+        outputs = [args.predictions_output, args.base_predictions_output]
+        check_writable(*(output for output in outputs if output is not None))
         params = GenerationParameters(
             batch_size=args.batch_size,
             max_new_tokens=args.max_new_tokens,
@@ -67,11 +79,16 @@ def main(argv: Sequence[str] | None = None) -> None:
             args.test_dataset,
             args.predictions_output,
             params=params,
+            base_predictions_path=args.base_predictions_output,
+            with_base_model=args.with_base_model,
             base_model=args.base_model,
             quantization=args.quantization,
             compute_dtype=args.compute_dtype,
         )
-        write_executor_output(executor_input, {"predictions": result.metadata})
+        metadata = {"predictions": result.metadata}
+        if args.base_predictions_output is not None:
+            metadata["base_predictions"] = result.base_metadata
+        write_executor_output(executor_input, metadata)
 
     run_step(step)
 

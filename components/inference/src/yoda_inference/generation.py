@@ -38,6 +38,13 @@ def extract_response(model_output: str) -> str:
     return _OTHER_SPECIAL.sub("", answer).strip()
 
 
+def reached_end(model_output: str) -> bool:
+    """Did the answer end its turn (a turn-ending token after the prompt), rather than run into
+    ``max_new_tokens``?"""
+    _, marker, after = model_output.partition(_ASSISTANT)
+    return _TURN_END.search(after if marker else model_output) is not None
+
+
 def _stop_ids(model: Any, tokenizer: Any) -> list[int]:
     configured = getattr(model.generation_config, "eos_token_id", None)
     candidates = configured if isinstance(configured, list) else [configured]

@@ -9,9 +9,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from yoda_inference.generation import build_prompt, extract_response, generate_batch
+from yoda_inference.generation import build_prompt, extract_response, generate_batch, reached_end
 from yoda_inference.model import adapter_base_model, load_finetuned, use_4bit
 from yoda_step_io import StepError, outputs_in_place
+from yoda_step_io.answers import degenerate_counts, warn_if_degenerate
 from yoda_step_io.conversations import Conversation, read_conversations
 from yoda_step_io.progress import ProgressLog
 
@@ -64,9 +65,67 @@ def user_and_reference(conversation: Conversation, where: str) -> tuple[str, str
 
 
 @dataclass(frozen=True)
+class Answers:
+    """One model's answers to the test set, and what generating them cost."""
+
+    texts: list[str]
+    cut: int  # answers that ran into max_new_tokens
+    generated_tokens: int
+    seconds: float
+
+    def metadata(self, params: GenerationParameters) -> dict[str, Any]:
+        return {
+            "rows": len(self.texts),
+            **degenerate_counts(self.texts),
+            "cut_answers": self.cut,
+            "batch_size": params.batch_size,
+            "max_new_tokens": params.max_new_tokens,
+            "do_sample": params.do_sample,
+            "generation_seconds": self.seconds,
+            "samples_per_second": len(self.texts) / self.seconds if self.seconds else 0.0,
+            "tokens_per_second": self.generated_tokens / self.seconds if self.seconds else 0.0,
+            "generated_tokens": self.generated_tokens,
+            "format": "csv:" + ",".join(PREDICTION_COLUMNS),
+        }
+
+
+@dataclass(frozen=True)
 class InferenceResult:
     rows: int
     metadata: dict[str, Any] = field(default_factory=dict)
+    base_metadata: dict[str, Any] = field(default_factory=dict)
+
+
+def generate_answers(
+    model: Any, tokenizer: Any, users: list[str], params: GenerationParameters, label: str
+) -> Answers:
+    """Batched generation for every user sentence; the extracted answers, in order."""
+    texts: list[str] = []
+    cut = generated_tokens = 0
+    start = time.perf_counter()
+    progress = ProgressLog(logger, label, len(users), "samples")
+    for first in range(0, len(users), params.batch_size):
+        prompts = [
+            build_prompt(tokenizer, user) for user in users[first : first + params.batch_size]
+        ]
+        outputs, tokens = generate_batch(model, tokenizer, prompts, **params.generate_kwargs())
+        texts.extend(extract_response(output) for output in outputs)
+        cut += sum(not reached_end(output) for output in outputs)
+        generated_tokens += tokens
+        tokens_per_second = generated_tokens / (time.perf_counter() - start)
+        progress.update(len(texts), f"{tokens_per_second:.1f} tokens/s")
+    return Answers(texts, cut, generated_tokens, time.perf_counter() - start)
+
+
+def write_predictions(path: Path, pairs: list[tuple[str, str]], answers: list[str]) -> None:
+    """The predictions CSV: exactly ``user_input,reference,extracted_response``."""
+    with path.open("w", encoding="utf-8", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(PREDICTION_COLUMNS)
+        writer.writerows(
+            (user, reference, answer)
+            for (user, reference), answer in zip(pairs, answers, strict=True)
+        )
 
 
 def predict_test_set(
@@ -75,11 +134,18 @@ def predict_test_set(
     predictions_path: Path,
     *,
     params: GenerationParameters,
+    base_predictions_path: Path | None = None,
+    with_base_model: bool = True,
     base_model: str = "",
     quantization: str = "4bit",
     compute_dtype: str = "float16",
 ) -> InferenceResult:
-    """Generate an answer for every test conversation; write the predictions CSV or nothing."""
+    """Answer every test conversation with the fine-tuned model and, with the adapter switched
+    off, with the base model (one load, two generations); write the predictions CSVs or nothing.
+
+    ``base_predictions_path`` without ``with_base_model`` gets the header alone (a pipeline's
+    output must exist); without ``base_predictions_path`` there is no base output at all.
+    """
     params.validate()  # before importing torch
 
     import torch
@@ -94,41 +160,25 @@ def predict_test_set(
     model, tokenizer = load_finetuned(
         model_dir, base, four_bit=four_bit, compute_dtype=compute_dtype
     )
-    responses: list[str] = []
-    generated_tokens = 0
-    start = time.perf_counter()
-    progress = ProgressLog(logger, "generating", len(pairs), "samples")
-    for first in range(0, len(pairs), params.batch_size):
-        batch = pairs[first : first + params.batch_size]
-        prompts = [build_prompt(tokenizer, user) for user, _ in batch]
-        outputs, tokens = generate_batch(model, tokenizer, prompts, **params.generate_kwargs())
-        responses.extend(extract_response(output) for output in outputs)
-        generated_tokens += tokens
-        tokens_per_second = generated_tokens / (time.perf_counter() - start)
-        progress.update(len(responses), f"{tokens_per_second:.1f} tokens/s")
-    elapsed = time.perf_counter() - start
-    with (
-        outputs_in_place(predictions_path),
-        predictions_path.open("w", encoding="utf-8", newline="") as handle,
-    ):
-        writer = csv.writer(handle)
-        writer.writerow(PREDICTION_COLUMNS)
-        writer.writerows(
-            (user, reference, response)
-            for (user, reference), response in zip(pairs, responses, strict=True)
-        )
-    metadata = {
-        "rows": len(pairs),
-        "empty_responses": sum(1 for r in responses if not r),
-        "base_model": base,
-        "batch_size": params.batch_size,
-        "max_new_tokens": params.max_new_tokens,
-        "do_sample": params.do_sample,
-        "generation_seconds": elapsed,
-        "samples_per_second": len(pairs) / elapsed,
-        "tokens_per_second": generated_tokens / elapsed,
-        "generated_tokens": generated_tokens,
-        "format": "csv:" + ",".join(PREDICTION_COLUMNS),
-    }
+    users = [user for user, _ in pairs]
+    tuned = generate_answers(model, tokenizer, users, params, "generating (fine-tuned)")
+    base_answers: Answers | None = None
+    if base_predictions_path is not None and with_base_model:
+        with model.disable_adapter():  # the same weights without the LoRA: the base model
+            base_answers = generate_answers(model, tokenizer, users, params, "generating (base)")
+    outputs = [predictions_path] + ([base_predictions_path] if base_predictions_path else [])
+    with outputs_in_place(*outputs):
+        write_predictions(predictions_path, pairs, tuned.texts)
+        if base_predictions_path is not None:
+            base_texts = base_answers.texts if base_answers else []
+            write_predictions(base_predictions_path, pairs[: len(base_texts)], base_texts)
+    metadata = {"base_model": base, **tuned.metadata(params)}
+    counts = {k: metadata[k] for k in ("empty_answers", "repeated_answers", "cut_answers")}
+    warn_if_degenerate(logger, "fine-tuned model", counts, len(pairs))
+    base_metadata: dict[str, Any] = {"rows": 0, "skipped": "with_base_model is false"}
+    if base_answers is not None:
+        base_metadata = {"base_model": base, "adapter": "disabled", **base_answers.metadata(params)}
+        counts = {k: base_metadata[k] for k in counts}
+        warn_if_degenerate(logger, "base model", counts, len(pairs))
     logger.info("wrote %d predictions to %s", len(pairs), predictions_path)
-    return InferenceResult(rows=len(pairs), metadata=metadata)
+    return InferenceResult(rows=len(pairs), metadata=metadata, base_metadata=base_metadata)

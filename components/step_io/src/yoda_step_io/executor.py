@@ -37,6 +37,17 @@ def load_executor_input(raw: str | None) -> ExecutorInput | None:
     return parsed
 
 
+def input_metadata(executor_input: ExecutorInput | None, name: str) -> dict[str, Any]:
+    """The metadata an upstream step wrote for input artifact ``name`` (KFP passes it on in the
+    executor input); empty when run by hand or when the input has none."""
+    if executor_input is None:
+        return {}
+    artifacts = executor_input.get("inputs", {}).get("artifacts", {}).get(name, {})
+    found = artifacts.get("artifacts", [{}])
+    metadata = found[0].get("metadata", {}) if found else {}
+    return dict(metadata) if isinstance(metadata, dict) else {}
+
+
 def _clean_metadata(metadata: Mapping[str, Any]) -> dict[str, Any]:
     """Keep JSON-friendly values; non-finite numbers (NaN, inf) become strings, as JSON has none."""
     cleaned: dict[str, Any] = {}
