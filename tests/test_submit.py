@@ -44,22 +44,12 @@ def cloud_settings(tmp_path: Path, **changes: Any) -> PipelineSettings:
     return PipelineSettings(**values)
 
 
-def test_submit_sends_the_expected_create_pipeline_job(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_submit_sends_the_expected_create_pipeline_job(tmp_path: Path) -> None:
+    """The local-endpoint mode is self-contained: no stub, and nothing but the endpoint is asked
+    (the SDK's bucket check would otherwise try Cloud Storage and retry for minutes offline)."""
     from google.cloud.aiplatform.utils import gcs_utils
 
-    # submit() first gets-or-creates the pipeline-root bucket (and checks its owner through the
-    # Resource Manager): no local counterpart for the owner check, so stub that one function.
-    checked: list[str] = []
-
-    def bucket_check(output_artifacts_gcs_dir: str, **_: Any) -> str:
-        checked.append(output_artifacts_gcs_dir)
-        return output_artifacts_gcs_dir
-
-    monkeypatch.setattr(
-        gcs_utils, "create_gcs_bucket_for_pipeline_artifacts_if_it_does_not_exist", bucket_check
-    )
+    bucket_check = gcs_utils.create_gcs_bucket_for_pipeline_artifacts_if_it_does_not_exist
 
     def respond(request: Recorded) -> tuple[int, dict[str, Any]]:
         name = f"{request.path.removeprefix('/v1/')}/{request.query['pipelineJobId'][0]}"
@@ -82,7 +72,6 @@ def test_submit_sends_the_expected_create_pipeline_job(
     assert body["labels"]["team"] == "ml" and body["labels"]["stage"] == "dev"
     runtime = body["runtimeConfig"]
     assert runtime["gcsOutputDirectory"] == "gs://yoda-bucket/pipeline_root"
-    assert checked == ["gs://yoda-bucket/pipeline_root"]
     values = runtime["parameterValues"]
     assert values["raw_data_uri"] == "gs://yoda-bucket/data/yoda_sentences.csv"
     assert values["lora_r"] == 16 and values["base_model"] == "microsoft/Phi-3-mini-4k-instruct"
@@ -106,6 +95,8 @@ def test_submit_sends_the_expected_create_pipeline_job(
     )
     compiled = yaml.safe_load((tmp_path / "pipeline.yaml").read_text())
     assert compiled["pipelineInfo"]["name"] == "yoda-phi3-finetuning"
+    # the SDK is as it was after the submission
+    assert gcs_utils.create_gcs_bucket_for_pipeline_artifacts_if_it_does_not_exist is bucket_check
 
 
 @pytest.mark.parametrize(
@@ -114,6 +105,15 @@ def test_submit_sends_the_expected_create_pipeline_job(
         ({"project_id": ""}, "YODA_PROJECT_ID=''"),
         ({"project_id": "Yoda_Project"}, "YODA_PROJECT_ID='Yoda_Project' is not a project id"),
         ({"region": "europe"}, "YODA_REGION='europe' is not a region"),
+        (
+            {"region": "europe-west99"},
+            "YODA_REGION='europe-west99' is not a Vertex AI region "
+            "(in that area: europe-central2, ",
+        ),
+        (
+            {"pipeline_name": "Yoda_Run"},
+            "YODA_PIPELINE_NAME='Yoda_Run' is not a Vertex AI pipeline name",
+        ),
         ({"bucket": "gs://yoda-bucket"}, "YODA_BUCKET='gs://yoda-bucket' is not a bucket name"),
         ({"pipeline_root": "/tmp/root"}, "YODA_PIPELINE_ROOT='/tmp/root' must be a gs:// URI"),
         ({"service_account": "me"}, "YODA_SERVICE_ACCOUNT='me' is not a service account email"),

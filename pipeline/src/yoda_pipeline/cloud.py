@@ -13,6 +13,53 @@ _REGION = re.compile(r"^[a-z]+-[a-z]+[0-9]+$")
 _BUCKET = re.compile(r"^[a-z0-9][a-z0-9._-]{1,61}[a-z0-9]$")
 _SERVICE_ACCOUNT = re.compile(r"^[a-z0-9-]+@[a-z0-9.-]+\.gserviceaccount\.com$")
 _LABEL_KEY = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
+#: Vertex AI Pipelines' rule for a pipeline (and its runs') name.
+_PIPELINE_NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,127}$")
+#: The regions where Vertex AI runs custom training and pipelines (cloud.google.com/vertex-ai/
+#: docs/general/locations, 2026). A region outside it fails deep inside the SDK instead.
+VERTEX_REGIONS = frozenset(
+    [
+        "africa-south1",
+        "asia-east1",
+        "asia-east2",
+        "asia-northeast1",
+        "asia-northeast2",
+        "asia-northeast3",
+        "asia-south1",
+        "asia-south2",
+        "asia-southeast1",
+        "asia-southeast2",
+        "australia-southeast1",
+        "australia-southeast2",
+        "europe-central2",
+        "europe-north1",
+        "europe-southwest1",
+        "europe-west1",
+        "europe-west2",
+        "europe-west3",
+        "europe-west4",
+        "europe-west6",
+        "europe-west8",
+        "europe-west9",
+        "europe-west12",
+        "me-central1",
+        "me-central2",
+        "me-west1",
+        "northamerica-northeast1",
+        "northamerica-northeast2",
+        "southamerica-east1",
+        "southamerica-west1",
+        "us-central1",
+        "us-east1",
+        "us-east4",
+        "us-east5",
+        "us-south1",
+        "us-west1",
+        "us-west2",
+        "us-west3",
+        "us-west4",
+    ]
+)
 _LABEL_VALUE = re.compile(r"^[a-z0-9_-]{0,63}$")
 
 
@@ -45,6 +92,19 @@ def cloud_problems(settings: PipelineSettings) -> list[str]:
         problems.append(f"YODA_PROJECT_ID={settings.project_id!r} is not a project id")
     if not _REGION.match(settings.region):
         problems.append(f"YODA_REGION={settings.region!r} is not a region (e.g. europe-west4)")
+    elif settings.region not in VERTEX_REGIONS:
+        family = sorted(
+            r for r in VERTEX_REGIONS if r.rsplit("-", 1)[0] == settings.region.rsplit("-", 1)[0]
+        )
+        problems.append(
+            f"YODA_REGION={settings.region!r} is not a Vertex AI region"
+            + (f" (in that area: {', '.join(family)})" if family else " (e.g. europe-west4)")
+        )
+    if not _PIPELINE_NAME.match(settings.pipeline_name):
+        problems.append(
+            f"YODA_PIPELINE_NAME={settings.pipeline_name!r} is not a Vertex AI pipeline name: "
+            "lowercase letters, digits and -, starting with a letter or digit, at most 128"
+        )
     if not _BUCKET.match(settings.bucket):
         problems.append(f"YODA_BUCKET={settings.bucket!r} is not a bucket name (no gs://)")
     if settings.pipeline_root and not settings.pipeline_root.startswith("gs://"):

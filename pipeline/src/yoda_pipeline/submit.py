@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -24,6 +26,32 @@ def console_url(settings: PipelineSettings, run_id: str) -> str:
         f"https://console.cloud.google.com/vertex-ai/locations/{settings.region}"
         f"/pipelines/runs/{run_id}?project={settings.project_id}"
     )
+
+
+@contextmanager
+def local_endpoint_only(endpoint: str | None) -> Iterator[None]:
+    """With a local endpoint (``http://…``: tests, a recording proxy), keep the SDK off Google.
+
+    ``PipelineJob.submit`` first gets or creates the pipeline root's bucket through Cloud Storage
+    and the Resource Manager, which a local endpoint does not serve: in that mode the root is
+    taken as it is. With Google's own endpoint nothing changes.
+    """
+    if not (endpoint or "").startswith("http://"):
+        yield
+        return
+    from google.cloud.aiplatform import pipeline_jobs
+
+    name = "create_gcs_bucket_for_pipeline_artifacts_if_it_does_not_exist"
+    original = getattr(pipeline_jobs.gcs_utils, name)
+
+    def as_given(output_artifacts_gcs_dir: str | None = None, **_: object) -> str | None:
+        return output_artifacts_gcs_dir
+
+    setattr(pipeline_jobs.gcs_utils, name, as_given)
+    try:
+        yield
+    finally:
+        setattr(pipeline_jobs.gcs_utils, name, original)
 
 
 def submit_pipeline(settings: PipelineSettings, template: Path) -> str:
@@ -73,10 +101,11 @@ def submit_pipeline(settings: PipelineSettings, template: Path) -> str:
         location=settings.region,
         credentials=credentials,
     )
-    job.submit(
-        service_account=settings.service_account or None,
-        experiment=settings.experiment or None,
-    )
+    with local_endpoint_only(endpoint):
+        job.submit(
+            service_account=settings.service_account or None,
+            experiment=settings.experiment or None,
+        )
     url = console_url(settings, run_id)
     logger.info("submitted %s", run_id)
     return url
