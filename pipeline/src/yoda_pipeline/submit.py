@@ -39,19 +39,19 @@ def local_endpoint_only(endpoint: str | None) -> Iterator[None]:
     if not (endpoint or "").startswith("http://"):
         yield
         return
-    from google.cloud.aiplatform import pipeline_jobs
+    from google.cloud.aiplatform.utils import gcs_utils  # what PipelineJob.submit calls
 
     name = "create_gcs_bucket_for_pipeline_artifacts_if_it_does_not_exist"
-    original = getattr(pipeline_jobs.gcs_utils, name)
+    original = getattr(gcs_utils, name)
 
     def as_given(output_artifacts_gcs_dir: str | None = None, **_: object) -> str | None:
         return output_artifacts_gcs_dir
 
-    setattr(pipeline_jobs.gcs_utils, name, as_given)
+    setattr(gcs_utils, name, as_given)
     try:
         yield
     finally:
-        setattr(pipeline_jobs.gcs_utils, name, original)
+        setattr(gcs_utils, name, original)
 
 
 def submit_pipeline(settings: PipelineSettings, template: Path) -> str:
