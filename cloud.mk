@@ -46,6 +46,7 @@ requirements: uv ## Export each image's locked dependencies from uv.lock to imag
 	@$(call export_requirements,fine_tuning,$(TORCH_PROVIDED))
 	@$(call export_requirements,inference,$(TORCH_PROVIDED))
 	@$(call export_requirements,evaluation)
+	@$(call export_requirements,registry)
 
 .PHONY: lint-docker
 lint-docker: install ## Lint every Dockerfile with hadolint

@@ -6,12 +6,17 @@
 #   images/write-lock.sh DIGEST_DIR LOCK_FILE
 set -euo pipefail
 digest_dir=$1 lock=$2
-steps=(data_transformation fine_tuning inference evaluation)
+steps=(data_transformation fine_tuning inference evaluation registry)
 for step in "${steps[@]}"; do
     [[ -s "$digest_dir/$step" ]] || { echo "error: no digest for $step in $digest_dir" >&2; exit 1; }
 done
 mkdir -p "$(dirname "$lock")"
-printf '{\n  "data_transformation": "%s",\n  "fine_tuning": "%s",\n  "inference": "%s",\n  "evaluation": "%s"\n}\n' \
-    "$(< "$digest_dir/data_transformation")" "$(< "$digest_dir/fine_tuning")" \
-    "$(< "$digest_dir/inference")" "$(< "$digest_dir/evaluation")" > "$lock"
+{
+    echo "{"
+    for i in "${!steps[@]}"; do
+        separator=$([[ $i -lt $((${#steps[@]} - 1)) ]] && echo "," || true)
+        printf '  "%s": "%s"%s\n' "${steps[$i]}" "$(< "$digest_dir/${steps[$i]}")" "$separator"
+    done
+    echo "}"
+} > "$lock"
 cat "$lock"

@@ -11,7 +11,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, unquote, urlsplit
 
 
 @dataclass
@@ -42,7 +42,7 @@ def fake_google_api(respond: Responder) -> Iterator[FakeApi]:
             length = int(self.headers.get("Content-Length") or 0)
             raw = self.rfile.read(length) if length else b""
             body = json.loads(raw) if raw else {}
-            request = Recorded(self.command, parts.path, parse_qs(parts.query), body)
+            request = Recorded(self.command, unquote(parts.path), parse_qs(parts.query), body)
             api.requests.append(request)
             status, payload = respond(request)
             data = json.dumps(payload).encode()
@@ -56,6 +56,9 @@ def fake_google_api(respond: Responder) -> Iterator[FakeApi]:
             self._handle()
 
         def do_POST(self) -> None:
+            self._handle()
+
+        def do_DELETE(self) -> None:
             self._handle()
 
         def log_message(self, format: str, *args: Any) -> None:

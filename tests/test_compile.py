@@ -55,7 +55,11 @@ def test_tasks_have_display_names(compiled: dict[str, Any]) -> None:
         "inference-component": "Inference",
         "evaluation-component": "Evaluation (ragas)",
         "report-component": "Report",
+        "gate-component": "Quality gate",
+        "condition-1": "gate-passed",
     }
+    inner = compiled["components"]["comp-condition-1"]["dag"]["tasks"]
+    assert inner["register-component"]["taskInfo"]["name"] == "Register in Model Registry"
 
 
 def test_evaluation_scores_the_predictions_without_a_gpu(compiled: dict[str, Any]) -> None:
@@ -95,6 +99,30 @@ def test_report_renders_html_and_markdown_from_evaluation_and_training(
     outputs = compiled["components"]["comp-report-component"]["outputDefinitions"]["artifacts"]
     assert {name: a["artifactType"]["schemaTitle"] for name, a in outputs.items()} == {
         "html": "system.HTML", "markdown": "system.Markdown"}  # fmt: skip
+
+
+def test_registration_runs_only_when_the_gate_passes(compiled: dict[str, Any]) -> None:
+    condition = compiled["root"]["dag"]["tasks"]["condition-1"]
+    assert condition["triggerPolicy"]["condition"] == (
+        "inputs.parameter_values['pipelinechannel--gate-component-passed'] == true"
+    )
+    gate = compiled["components"]["comp-gate-component"]["outputDefinitions"]
+    assert gate["parameters"]["passed"]["parameterType"] == "BOOLEAN"
+    assert gate["artifacts"]["decision"]["artifactType"]["schemaTitle"] == "system.Metrics"
+    images = spec_images(compiled)
+    assert images["exec-gate-component"] == images["exec-register-component"]
+    register = compiled["deploymentSpec"]["executors"]["exec-register-component"]["container"]
+    args = register["args"]
+    # the serving container is the inference image, by digest; the model its gs:// URI
+    assert args[args.index("--serving-image") + 1] == images["exec-inference-component"]
+    assert args[args.index("--model-uri") + 1] == "{{$.inputs.artifacts['model'].uri}}"
+    assert args[args.index("--run-name") + 1] == "{{$.pipeline_job_name}}"
+    outputs = compiled["components"]["comp-register-component"]["outputDefinitions"]
+    assert outputs["artifacts"]["vertex_model"]["artifactType"] == {
+        "schemaTitle": "google.VertexModel", "schemaVersion": "0.0.1"}  # fmt: skip
+    parameters = compiled["root"]["inputDefinitions"]["parameters"]
+    assert parameters["gate_min_score"]["defaultValue"] == 0.5
+    assert parameters["registry_model_name"]["defaultValue"] == "yoda-phi3"
 
 
 def test_inference_answers_with_the_base_model_too_unless_turned_off(

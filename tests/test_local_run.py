@@ -20,6 +20,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from fake_google_api import FakeApi
+from fake_vertex import VertexState, fake_vertex
 
 from yoda_pipeline.cli import main
 from yoda_pipeline.offline import ensure_tiny_model, offline_settings, run_local
@@ -57,12 +59,22 @@ def fuse_guard_log(runs_dir: Path) -> Path:
 
 
 @pytest.fixture(scope="module")
+def vertex() -> Iterator[tuple[FakeApi, VertexState]]:
+    """The Vertex AI stand-in the registration step talks to (tests/fake_vertex.py)."""
+    with fake_vertex() as (api, state):
+        yield api, state
+
+
+@pytest.fixture(scope="module")
 def offline_env(
-    tiny_model_dir: Path, gcs_emulator_host: str, runs_dir: Path, fuse_guard_log: Path
-) -> Iterator[None]:
+    tiny_model_dir: Path, gcs_emulator_host: str, runs_dir: Path, fuse_guard_log: Path,
+    vertex: tuple[FakeApi, VertexState],
+) -> Iterator[None]:  # fmt: skip
     """The runs' environment: every step process renames as on Vertex AI's gcsfuse mount, which
-    the runs folder stands in for (``tests/fuse_guard/sitecustomize.py``)."""
+    the runs folder stands in for (``tests/fuse_guard/sitecustomize.py``); Cloud Storage and
+    Vertex AI are the emulator and the stand-in."""
     with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("YODA_VERTEX_API_ENDPOINT", vertex[0].url)
         patch.setenv("YODA_TINY_MODEL_DIR", str(tiny_model_dir))
         patch.setenv("STORAGE_EMULATOR_HOST", gcs_emulator_host)
         patch.setenv(
@@ -102,8 +114,8 @@ def test_a_log_gets_progress_lines_not_bars(default_run_and_console: tuple[Path,
                          console)  # fmt: skip
     assert re.search(r"scoring: 5/5 \(100%\) [\d.]+ samples/s", console)
     assert "{'loss':" not in console, "the Trainer's printed dicts"
-    # each of the five steps says where its time went (make bench reads these lines)
-    assert len(re.findall(r"timing: start [\d.]+ s \| .*work [\d.]+ s", console)) == 5
+    # each of the six steps that ran says where its time went (make bench reads these lines)
+    assert len(re.findall(r"timing: start [\d.]+ s \| .*work [\d.]+ s", console)) == 6
 
 
 @pytest.fixture(scope="module")
@@ -118,7 +130,11 @@ def override_run(offline_env: None, runs_dir: Path, default_run: Path, sample_cs
     main(["run-local", "--image-lock", LOCK, "--runs-dir", str(runs_dir),
           "--raw-data-uri", "gs://yoda-local-run/raw.csv", "--target-column", "translation",
           "--test-fraction", "0.5", "--set", "lora_r=4", "--set", "max_steps=2",
-          "--set", "max_new_tokens=3"])  # fmt: skip
+          "--set", "max_new_tokens=3",
+          # a permissive gate: the tiny model passes it and is registered (with the stand-in)
+          "--set", "gate_min_score=0", "--set", "gate_min_uplift_vs_base=-1",
+          "--set", "gate_min_uplift_vs_echo=-1", "--set", "project_id=yoda-project",
+          "--set", "region=europe-west4"])  # fmt: skip
     (run,) = set(runs_dir.iterdir()) - {default_run}
     return run
 
@@ -218,9 +234,10 @@ def test_report_artifacts_and_the_summary_at_the_end(
     meta = output_metadata(report, "html")
     assert meta["samples"] == 5 and meta["bytes"] == html.stat().st_size
     # `make run-local` ends on the headline table and the report's path
-    tail = console.rstrip().splitlines()[-9:]
+    tail = console.rstrip().splitlines()[-10:]
     assert [line.split()[0] for line in tail[1:6]] == ["fine-tuned", "base", "echo", "uplift",
                                                       "uplift"]  # fmt: skip
+    assert tail[-2].startswith("Quality gate: not passed, not registered")
     assert tail[-1] == f"HTML report: {html}"
 
 
@@ -235,6 +252,7 @@ def test_report_prints_aggregates_and_extremes(
     assert "\n5 samples\n" in out and "base model: " in out
     assert "rouge_l " in out and "\nBest 2 by bleu:" in out and "\nWorst 2 by bleu:" in out
     html = task_dir(default_run, "report-component") / "html"
+    assert lines[-2].startswith("Quality gate: not passed, not registered (rouge_l 0.000 < ")
     assert lines[-1] == f"HTML report: {html}"
 
 
@@ -331,3 +349,49 @@ def test_failed_task_stops_the_run_without_outputs(
         == f"error: step data-transformation-component failed: {reason}"
     )
     assert not list((tmp_path / "runs").glob("*/outputs/*/*/train"))
+
+
+def test_the_gate_with_default_thresholds_skips_registration(
+    default_run_and_console: tuple[Path, str],
+) -> None:
+    run, console = default_run_and_console
+    decision = output_metadata(task_dir(run, "gate-component"), "decision")
+    assert decision["passed"] is False and decision["min_score"] == 0.5
+    assert "rouge_l 0.000 < floor 0.500" in decision["reasons"]
+    assert not list(run.glob("outputs/*/register-component"))
+    assert "\nQuality gate: not passed, not registered (rouge_l 0.000 < floor 0.500; " in console
+
+
+def test_a_permissive_gate_registers_the_adapter_served_by_the_inference_image(
+    override_run: Path, vertex: tuple[FakeApi, VertexState]
+) -> None:
+    api, state = vertex
+    decision = output_metadata(task_dir(override_run, "gate-component"), "decision")
+    assert decision["passed"] is True
+    uploads = [r for r in api.requests if r.path.endswith("/models:upload")]
+    assert len(uploads) == 1, "registered once, by the run whose gate passed"
+    model = uploads[0].body["model"]
+    lock = json.loads(Path(LOCK).read_text())
+    container = model["containerSpec"]
+    assert container["imageUri"] == lock["inference"]  # the inference image, by digest
+    assert container["command"] == ["yoda-serve"]
+    assert (container["predictRoute"], container["healthRoute"]) == ("/predict", "/health")
+    assert container["ports"] == [{"containerPort": 8080}]
+    assert {"name": "YODA_QUANTIZATION", "value": "4bit"} in container["env"]
+    # a local model folder is staged into Cloud Storage (the emulator) by the real client
+    assert model["artifactUri"].startswith("gs://yoda-project-vertex-staging-europe-west4")
+    assert model["displayName"] == "yoda-phi3" and "default" in model["versionAliases"]
+    assert model["labels"]["yoda_metric"] == "rouge_l"
+    assert model["labels"]["yoda_run"].startswith("yoda-phi3-finetuning")
+    assert "parentModel" not in uploads[0].body, "the first registration creates the model"
+    (evaluation,) = state.evaluations
+    assert evaluation["metrics"]["rouge_l_mean"] == pytest.approx(
+        output_metadata(task_dir(override_run, "evaluation-component"), "metrics")["rouge_l_mean"]
+    )
+    registered = task_dir(override_run, "register-component")
+    executor_output = json.loads((registered / "executor_output.json").read_text())
+    (artifact,) = executor_output["artifacts"]["vertex_model"]["artifacts"]
+    name = artifact["metadata"]["resourceName"]
+    assert re.fullmatch(r"projects/yoda-project/locations/europe-west4/models/\d+@1", name)
+    assert artifact["uri"] == f"https://europe-west4-aiplatform.googleapis.com/v1/{name}"
+    assert artifact["metadata"]["is_default_version"] is True

@@ -79,8 +79,9 @@ def test_submit_sends_the_expected_create_pipeline_job(tmp_path: Path) -> None:
     spec = body["pipelineSpec"]
     executors = spec["deploymentSpec"]["executors"]
     images = {label: e["container"]["image"] for label, e in executors.items()}
-    # five tasks in four images: the report runs in the evaluation image
-    assert len(images) == 5 and len(set(images.values())) == 4
+    # seven tasks in five images: the report in the evaluation image, gate and registration in
+    # the registry image
+    assert len(images) == 7 and len(set(images.values())) == len(STEPS) == 5
     assert all(image.startswith(REGISTRY) and image.endswith(DIGEST) for image in images.values())
     for gpu_step in ("exec-fine-tuning-component", "exec-inference-component"):
         resources = executors[gpu_step]["container"]["resources"]

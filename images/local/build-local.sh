@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# `make build-images-local`: the four step images built from their Dockerfiles as they are, by the
+# `make build-images-local`: the five step images built from their Dockerfiles as they are, by the
 # same script Cloud Build runs (images/build-push.sh), pushed to a registry on 127.0.0.1 instead of
 # Artifact Registry, their digests written to a lock of the cloud lock's form. Bases that cannot be
 # pulled here get local stand-ins first (images/local/standin-bases.sh). Prints each image's size,
@@ -10,7 +10,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 registry=$1 storage=$2 lock=$3
-steps=(data_transformation fine_tuning inference evaluation)
+steps=(data_transformation fine_tuning inference evaluation registry)
 die() { echo "error: $*" >&2; exit 1; }
 
 command -v docker >/dev/null || die "docker is missing: apt-get install docker.io"

@@ -33,6 +33,7 @@ from yoda_pipeline.report import (
     EVALUATION_TASK,
     evaluation_results_location,
     format_report,
+    gate_outcome,
     html_report,
     read_aggregates,
     read_results,
@@ -146,9 +147,10 @@ def report(source: str | None, by: str, top: int, settings: PipelineSettings) ->
     if aggregates:
         print(format_headline(aggregates), end="\n\n")
     print(format_report(read_results(location), by, top))
-    html = html_report(run_dir) if run_dir else None
-    if html is not None:
-        print(f"\nHTML report: {html}")
+    if run_dir is not None:
+        gate = gate_outcome(run_dir)
+        html = html_report(run_dir)
+        print("".join(f"\n{line}" for line in (gate, html and f"HTML report: {html}") if line))
 
 
 def predict(model: str | None, sentences: list[str], settings: PipelineSettings) -> int:

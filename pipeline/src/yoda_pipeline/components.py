@@ -10,10 +10,18 @@ never at import time.
 from dataclasses import dataclass
 
 from kfp import dsl
-from kfp.dsl import HTML, Dataset, Input, Markdown, Metrics, Model, Output
+from kfp.dsl import HTML, Artifact, Dataset, Input, Markdown, Metrics, Model, Output
 from kfp.dsl.base_component import BaseComponent
 
 from yoda_pipeline.images import ImageLock
+
+
+class VertexModel(Artifact):  # type: ignore[misc]
+    """A model version in Vertex AI Model Registry (metadata ``resourceName``), the artifact type
+    Google's own pipeline components use, declared here without depending on them."""
+
+    schema_title = "google.VertexModel"
+    schema_version = "0.0.1"
 
 
 @dataclass(frozen=True)
@@ -25,6 +33,8 @@ class StepComponents:
     inference: BaseComponent
     evaluation: BaseComponent
     report: BaseComponent
+    gate: BaseComponent
+    register: BaseComponent
 
 
 def build_components(lock: ImageLock) -> StepComponents:
@@ -192,10 +202,70 @@ def build_components(lock: ImageLock) -> StepComponents:
             ],
         )  # fmt: skip
 
+    registry_image = lock.image("registry")
+
+    @dsl.container_component
+    def gate_component(
+        evaluation_metrics: Input[Metrics],
+        metric: str,
+        min_uplift_vs_base: float,
+        min_uplift_vs_echo: float,
+        min_score: float,
+        decision: Output[Metrics],
+        passed: dsl.OutputPath(bool),  # type: ignore[valid-type]
+    ) -> dsl.ContainerSpec:
+        """Does the fine-tuned model beat both baselines by the margins and reach the floor?
+        ``passed`` is the registration's condition."""
+        return dsl.ContainerSpec(
+            image=registry_image,
+            command=["yoda-gate"],
+            args=[
+                "--evaluation-metrics", evaluation_metrics.path,
+                "--metric", metric,
+                "--min-uplift-vs-base", min_uplift_vs_base,
+                "--min-uplift-vs-echo", min_uplift_vs_echo,
+                "--min-score", min_score,
+                "--decision-output", decision.path,
+                "--passed-output", passed,
+                "--executor-input", dsl.PIPELINE_TASK_EXECUTOR_INPUT_PLACEHOLDER,
+            ],
+        )  # fmt: skip
+
+    serving_image = lock.image("inference")  # the code whose batch answers were scored
+
+    @dsl.container_component
+    def register_component(
+        model: Input[Model],
+        evaluation_metrics: Input[Metrics],
+        project_id: str,
+        region: str,
+        display_name: str,
+        metric: str,
+        vertex_model: Output[VertexModel],
+    ) -> dsl.ContainerSpec:
+        """A new version in Vertex AI Model Registry, served by the inference image by digest."""
+        return dsl.ContainerSpec(
+            image=registry_image,
+            command=["yoda-register"],
+            args=[
+                "--model-uri", model.uri,
+                "--evaluation-metrics", evaluation_metrics.path,
+                "--project", project_id,
+                "--location", region,
+                "--display-name", display_name,
+                "--serving-image", serving_image,
+                "--metric", metric,
+                "--run-name", dsl.PIPELINE_JOB_NAME_PLACEHOLDER,
+                "--executor-input", dsl.PIPELINE_TASK_EXECUTOR_INPUT_PLACEHOLDER,
+            ],
+        )  # fmt: skip
+
     return StepComponents(
         data_transformation=data_transformation_component,
         fine_tuning=fine_tuning_component,
         inference=inference_component,
         evaluation=evaluation_component,
         report=report_component,
+        gate=gate_component,
+        register=register_component,
     )

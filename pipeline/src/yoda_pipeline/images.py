@@ -12,8 +12,9 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-#: The steps that need an image, in pipeline order.
-STEPS = ("data_transformation", "fine_tuning", "inference", "evaluation")
+#: The images, in pipeline order (the report runs in the evaluation image; the quality gate and
+#: the registration in the registry image; the inference image also serves the model online).
+STEPS = ("data_transformation", "fine_tuning", "inference", "evaluation", "registry")
 
 _DIGEST_REF = re.compile(r"^(?P<name>[a-z0-9][a-z0-9._/:-]*)@sha256:[0-9a-f]{64}$")
 

@@ -9,6 +9,7 @@
 - ``DockerRunner`` (``make run-docker``) runs each task in its image, pulled by digest; it
   bind-mounts only the pipeline root (at the same path), so whatever a container reads must lie
   under it (:data:`INPUTS_FOLDER`).
+- Both runners evaluate the quality gate's ``dsl.If`` through :func:`task_output_conditions`.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from typing import Any, Literal
 
 from kfp import components, local
 from kfp.local import subprocess_task_handler
+from kfp.local.orchestrator import enhanced_dag_orchestrator
 
 from yoda_pipeline.run_log import watched_output
 
@@ -58,6 +60,35 @@ def host_commands() -> Iterator[None]:
         os.environ["PATH"] = original_path
 
 
+@contextmanager
+def task_output_conditions() -> Iterator[None]:
+    """Let KFP's local runner evaluate a ``dsl.If`` on any task output, as Vertex AI does.
+
+    kfp 2.17's ``ConditionEvaluator`` finds a task's output only when it is named ``Output`` (a
+    lightweight component's return value) or the channel holds ``--``; a container component's
+    ``passed`` output (``pipelinechannel--gate-component-passed``) is then taken for a missing
+    pipeline input and the condition for false. This tries ``<task>-<output>`` first. Private API
+    like :func:`host_commands`: kfp is pinned and the tests run both outcomes of the gate.
+    """
+    evaluator = enhanced_dag_orchestrator.ConditionEvaluator
+    original = evaluator._resolve_pipeline_channel
+
+    def resolve(channel_ref: str, io_store: Any) -> Any:
+        name = channel_ref.removeprefix("pipelinechannel--")
+        for cut in (i for i, char in enumerate(name) if char == "-"):
+            try:
+                return io_store.get_task_output(name[:cut], name[cut + 1 :])
+            except (KeyError, ValueError):
+                continue
+        return original(channel_ref, io_store)
+
+    evaluator._resolve_pipeline_channel = staticmethod(resolve)
+    try:
+        yield
+    finally:
+        evaluator._resolve_pipeline_channel = staticmethod(original)
+
+
 def run_compiled_pipeline(
     pipeline_yaml: Path,
     arguments: dict[str, Any],
@@ -88,7 +119,7 @@ def run_compiled_pipeline(
         setting = host_commands()
     local.init(runner=kfp_runner, pipeline_root=str(pipeline_root), raise_on_error=True)
     pipeline = components.load_component_from_file(str(pipeline_yaml))
-    with setting, warnings.catch_warnings(), watched_output() as log:
+    with setting, task_output_conditions(), warnings.catch_warnings(), watched_output() as log:
         # Vertex shows display names and applies resources; the local runner ignores both.
         warnings.filterwarnings("ignore", message=".*have no effect in the current local runner")
         try:

@@ -13,7 +13,13 @@ from pathlib import Path
 from yoda_pipeline.artifacts import run_output
 from yoda_pipeline.compile import compile_pipeline
 from yoda_pipeline.local_run import INPUTS_FOLDER, Runner, run_compiled_pipeline
-from yoda_pipeline.report import EVALUATION_TASK, format_run_summary, html_report, read_aggregates
+from yoda_pipeline.report import (
+    EVALUATION_TASK,
+    format_run_summary,
+    gate_outcome,
+    html_report,
+    read_aggregates,
+)
 from yoda_pipeline.settings import PipelineSettings, sample_data_path
 
 logger = logging.getLogger(__name__)
@@ -104,5 +110,5 @@ def run_local(settings: PipelineSettings, *, runner: Runner = "subprocess") -> P
         print(f"  {artifact.parent.name}/{artifact.name}: {artifact}")
     results = run_output(run_dir, EVALUATION_TASK, "evaluation_results")
     aggregates = read_aggregates(str(results)) if results else None
-    print(f"\n{format_run_summary(aggregates, html_report(run_dir))}")
+    print(f"\n{format_run_summary(aggregates, html_report(run_dir), gate_outcome(run_dir))}")
     return run_dir

@@ -50,6 +50,13 @@ def build_pipeline(components: StepComponents, settings: PipelineSettings) -> An
         top_p: float = settings.top_p,
         with_base_model: bool = settings.with_base_model,
         evaluation_metrics: str = settings.evaluation_metrics,
+        gate_metric: str = settings.gate_metric,
+        gate_min_uplift_vs_base: float = settings.gate_min_uplift_vs_base,
+        gate_min_uplift_vs_echo: float = settings.gate_min_uplift_vs_echo,
+        gate_min_score: float = settings.gate_min_score,
+        registry_model_name: str = settings.registry_model_name,
+        project_id: str = settings.project_id,
+        region: str = settings.region,
     ) -> None:
         """The Yoda fine-tuning pipeline.
 
@@ -60,6 +67,10 @@ def build_pipeline(components: StepComponents, settings: PipelineSettings) -> An
         4. Evaluation: ragas scores per sample (CSV) and aggregated (Metrics), for the
            fine-tuned model, the base model and the echo baseline, with the uplifts.
         5. Report: HTML and Markdown for people (tables, loss curves, distributions, samples).
+        6. Quality gate: the fine-tuned model must beat the base model and the echo baseline by
+           the margins and reach the floor, on ``gate_metric``.
+        7. Only then: registration in Vertex AI Model Registry, a new version of
+           ``registry_model_name``, the default one if it beats the current default.
         """
         data = components.data_transformation(
             raw_data_uri=raw_data_uri,
@@ -114,5 +125,23 @@ def build_pipeline(components: StepComponents, settings: PipelineSettings) -> An
             training_metrics=fine_tuning.outputs["metrics"],
             model=fine_tuning.outputs["model"],
         ).set_display_name("Report")
+
+        gate = components.gate(
+            evaluation_metrics=evaluation.outputs["metrics"],
+            metric=gate_metric,
+            min_uplift_vs_base=gate_min_uplift_vs_base,
+            min_uplift_vs_echo=gate_min_uplift_vs_echo,
+            min_score=gate_min_score,
+        ).set_display_name("Quality gate")
+
+        with dsl.If(gate.outputs["passed"] == True, name="gate-passed"):  # noqa: E712
+            components.register(
+                model=fine_tuning.outputs["model"],
+                evaluation_metrics=evaluation.outputs["metrics"],
+                project_id=project_id,
+                region=region,
+                display_name=registry_model_name,
+                metric=gate_metric,
+            ).set_display_name("Register in Model Registry")
 
     return model_training_pipeline

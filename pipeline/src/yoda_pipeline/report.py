@@ -16,6 +16,8 @@ from yoda_step_io.scores import format_headline
 
 EVALUATION_TASK = "evaluation-component"
 REPORT_TASK = "report-component"
+GATE_TASK = "gate-component"
+REGISTER_TASK = "register-component"
 TEXT_COLUMNS = ("user_input", "reference", "response", "base_response")
 
 
@@ -77,9 +79,31 @@ def html_report(run_dir: Path) -> Path | None:
     return run_output(run_dir, REPORT_TASK, "html")
 
 
-def format_run_summary(aggregates: dict[str, float] | None, html: Path | None) -> str:
-    """The headline table and where the HTML report is: the end of `make run-local`."""
+def gate_outcome(run_dir: Path) -> str | None:
+    """The quality gate's decision in a local run, and the registration it led to, if any."""
+    decision_dir = run_output(run_dir, GATE_TASK, "decision")
+    if decision_dir is None or not (decision_dir / "decision.json").is_file():
+        return None
+    decision = json.loads((decision_dir / "decision.json").read_text(encoding="utf-8"))
+    if not decision["passed"]:
+        return f"Quality gate: not passed, not registered ({decision['reasons']})"
+    outcome = f"Quality gate: passed ({decision['reasons']})"
+    registered = run_output(run_dir, REGISTER_TASK, "executor_output.json")
+    if registered is not None:
+        output = json.loads(registered.read_text(encoding="utf-8"))
+        model = output["artifacts"]["vertex_model"]["artifacts"][0]["metadata"]
+        default = "the default version" if model["is_default_version"] else "not the default"
+        outcome += f"; registered {model['resourceName']} ({default})"
+    return outcome
+
+
+def format_run_summary(
+    aggregates: dict[str, float] | None, html: Path | None, gate: str | None = None
+) -> str:
+    """The headline table, the gate's outcome and where the HTML report is: the end of
+    `make run-local`."""
     lines = [format_headline(aggregates)] if aggregates else []
+    lines += [gate] if gate else []
     if html is not None:
         lines.append(f"HTML report: {html}")
     return "\n".join(lines)

@@ -71,6 +71,14 @@ class PipelineSettings(BaseSettings):
     # Evaluation: comma-separated ragas metric names; empty = all (see yoda_evaluation.metrics).
     evaluation_metrics: str = ""
 
+    # Quality gate: registration only when the fine-tuned model's mean on gate_metric beats the
+    # base model's and the echo baseline's by these margins and reaches the floor.
+    gate_metric: str = "rouge_l"
+    gate_min_uplift_vs_base: float = 0.05
+    gate_min_uplift_vs_echo: float = 0.05
+    gate_min_score: float = Field(0.5, ge=0.0, le=1.0)
+    registry_model_name: str = Field("yoda-phi3", description="Model Registry display name")
+
     # Google Cloud: checked by `validate_for_cloud()` before any submission or cloud call.
     project_id: str = Field("", description="Google Cloud project id")
     region: str = Field("", description="Vertex AI region with T4 quota, e.g. europe-west4")
@@ -117,6 +125,13 @@ class PipelineSettings(BaseSettings):
         "top_p",
         "with_base_model",
         "evaluation_metrics",
+        "gate_metric",
+        "gate_min_uplift_vs_base",
+        "gate_min_uplift_vs_echo",
+        "gate_min_score",
+        "registry_model_name",
+        "project_id",
+        "region",
     )
 
     def parameter_values(self) -> dict[str, Any]:

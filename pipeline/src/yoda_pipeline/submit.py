@@ -11,7 +11,7 @@ from pathlib import Path
 from yoda_pipeline.cloud import parse_labels, pipeline_root, validate_for_cloud
 from yoda_pipeline.compile import compile_pipeline
 from yoda_pipeline.settings import PipelineSettings
-from yoda_step_io import StepError
+from yoda_step_io.vertex import init_vertex, is_local
 
 logger = logging.getLogger(__name__)
 
@@ -36,7 +36,7 @@ def local_endpoint_only(endpoint: str | None) -> Iterator[None]:
     and the Resource Manager, which a local endpoint does not serve: in that mode the root is
     taken as it is. With Google's own endpoint nothing changes.
     """
-    if not (endpoint or "").startswith("http://"):
+    if not is_local(endpoint):
         yield
         return
     from google.cloud.aiplatform.utils import gcs_utils  # what PipelineJob.submit calls
@@ -64,30 +64,8 @@ def submit_pipeline(settings: PipelineSettings, template: Path) -> str:
     validate_for_cloud(settings)
     compile_pipeline(settings, template)
 
-    import google.auth
-    from google.auth.credentials import AnonymousCredentials, Credentials
-    from google.auth.exceptions import DefaultCredentialsError
-    from google.cloud import aiplatform
-
     endpoint = settings.vertex_api_endpoint or None
-    credentials: Credentials
-    if endpoint and endpoint.startswith("http://"):
-        # a local endpoint (tests, a recording proxy): plain REST, no credentials
-        credentials = AnonymousCredentials()  # type: ignore[no-untyped-call]
-    else:
-        try:
-            credentials, _ = google.auth.default()
-        except DefaultCredentialsError as error:
-            raise StepError(
-                "no Google Cloud credentials: run `gcloud auth application-default login`"
-            ) from error
-    aiplatform.init(
-        project=settings.project_id,
-        location=settings.region,
-        credentials=credentials,
-        api_endpoint=endpoint,
-        api_transport="rest" if endpoint else None,
-    )
+    aiplatform = init_vertex(settings.project_id, settings.region, endpoint)
     run_id = job_id(settings)
     job = aiplatform.PipelineJob(
         display_name=settings.pipeline_name,
@@ -99,7 +77,6 @@ def submit_pipeline(settings: PipelineSettings, template: Path) -> str:
         labels=parse_labels(settings.labels),
         project=settings.project_id,
         location=settings.region,
-        credentials=credentials,
     )
     with local_endpoint_only(endpoint):
         job.submit(

@@ -60,9 +60,14 @@ def _clean_metadata(metadata: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def build_executor_output(
-    executor_input: ExecutorInput, metadata: Mapping[str, Mapping[str, Any]]
+    executor_input: ExecutorInput,
+    metadata: Mapping[str, Mapping[str, Any]],
+    uris: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
     """The ExecutorOutput dict for ``executor_input`` with ``metadata`` per output artifact name.
+
+    ``uris`` replaces an output's URI where the artifact lives elsewhere than KFP placed it (a
+    model in Vertex AI Model Registry: its API URL, as Google's own components write it).
 
     Raises:
         StepError: ``metadata`` names an output that the executor input does not declare.
@@ -79,7 +84,7 @@ def build_executor_output(
             items.append(
                 {
                     "name": artifact.get("name", ""),
-                    "uri": artifact.get("uri", ""),
+                    "uri": (uris or {}).get(output_name, artifact.get("uri", "")),
                     "metadata": _clean_metadata(merged),
                 }
             )
@@ -88,7 +93,9 @@ def build_executor_output(
 
 
 def write_executor_output(
-    executor_input: ExecutorInput | None, metadata: Mapping[str, Mapping[str, Any]]
+    executor_input: ExecutorInput | None,
+    metadata: Mapping[str, Mapping[str, Any]],
+    uris: Mapping[str, str] | None = None,
 ) -> Path | None:
     """Write the ExecutorOutput JSON where KFP expects it; a no-op when run by hand.
 
@@ -98,7 +105,7 @@ def write_executor_output(
     if executor_input is None:
         return None
     output_file = Path(executor_input["outputs"]["outputFile"])
-    document = build_executor_output(executor_input, metadata)
+    document = build_executor_output(executor_input, metadata, uris)
     write_text_atomic(output_file, json.dumps(document, indent=2, sort_keys=True))
     logger.info("wrote executor output %s", output_file)
     return output_file

@@ -1,0 +1,143 @@
+"""``yoda-gate``: does the fine-tuned model earn a place in the Model Registry?
+
+It must beat the base model and the echo baseline (answering with the user's own sentence) on the
+gate's metric by at least a margin each, and reach a floor. A baseline that was not scored (the
+base model's answers turned off) is not compared, and the decision says so. The decision and its
+reasons go to the log and to the ``decision`` Metrics artifact (Vertex shows them); ``passed`` is
+the pipeline's ``dsl.If`` condition. By hand::
+
+    yoda-gate --evaluation-metrics metrics --decision-output decision --passed-output passed
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from yoda_step_io import (
+    StepError,
+    add_executor_input_flag,
+    check_writable,
+    load_executor_input,
+    outputs_in_place,
+    run_step,
+    setup_logging,
+    write_executor_output,
+)
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    """The gate's bar: margins over the baselines and a floor, on one metric's mean."""
+
+    metric: str = "rouge_l"
+    min_uplift_vs_base: float = 0.05
+    min_uplift_vs_echo: float = 0.05
+    min_score: float = 0.5
+
+
+@dataclass(frozen=True)
+class Decision:
+    passed: bool
+    reasons: list[str]
+    score: float
+
+    def metadata(self, thresholds: Thresholds) -> dict[str, float | str | bool]:
+        return {
+            "passed": self.passed,
+            "reasons": "; ".join(self.reasons),
+            "metric": thresholds.metric,
+            f"{thresholds.metric}_mean": self.score,
+            "min_uplift_vs_base": thresholds.min_uplift_vs_base,
+            "min_uplift_vs_echo": thresholds.min_uplift_vs_echo,
+            "min_score": thresholds.min_score,
+        }
+
+
+def decide(aggregates: Mapping[str, float], thresholds: Thresholds) -> Decision:
+    """Check the fine-tuned mean against the floor and each scored baseline.
+
+    Raises:
+        StepError: the evaluation did not score the gate's metric.
+    """
+    name = thresholds.metric
+    if f"{name}_mean" not in aggregates:
+        scored = sorted(
+            key.removesuffix("_mean")
+            for key in aggregates
+            if key.endswith("_mean") and not key.startswith(("base_", "echo_"))
+        )
+        raise StepError(f"the evaluation has no {name}_mean: gate on one of {', '.join(scored)}")
+    score = float(aggregates[f"{name}_mean"])
+    reasons, passed = [], True
+    ok = score >= thresholds.min_score
+    passed &= ok
+    sign = ">=" if ok else "<"
+    reasons.append(f"{name} {score:.3f} {sign} floor {thresholds.min_score:.3f}")
+    for baseline, margin in (("base", thresholds.min_uplift_vs_base),
+                             ("echo", thresholds.min_uplift_vs_echo)):  # fmt: skip
+        uplift = aggregates.get(f"{name}_uplift_vs_{baseline}")
+        if uplift is None:
+            reasons.append(f"no {baseline} baseline scored: not compared")
+            continue
+        ok = uplift >= margin
+        passed &= ok
+        sign = ">=" if ok else "<"
+        reasons.append(f"uplift vs {baseline} {uplift:+.3f} {sign} margin {margin:+.3f}")
+    return Decision(passed, reasons, score)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="yoda-gate", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    defaults = Thresholds()
+    parser.add_argument("--evaluation-metrics", type=Path, required=True, help="metrics folder")
+    parser.add_argument("--metric", default=defaults.metric)
+    parser.add_argument("--min-uplift-vs-base", type=float, default=defaults.min_uplift_vs_base)
+    parser.add_argument("--min-uplift-vs-echo", type=float, default=defaults.min_uplift_vs_echo)
+    parser.add_argument("--min-score", type=float, default=defaults.min_score)
+    parser.add_argument("--decision-output", type=Path, required=True, help="Metrics folder")
+    parser.add_argument("--passed-output", type=Path, required=True, help="file: true or false")
+    add_executor_input_flag(parser)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Parse flags, decide, write the decision (Metrics) and the ``passed`` output."""
+    args = build_parser().parse_args(argv)
+    setup_logging()
+
+    def step() -> None:
+        executor_input = load_executor_input(args.executor_input)
+        check_writable(args.decision_output, args.passed_output)
+        thresholds = Thresholds(args.metric, args.min_uplift_vs_base, args.min_uplift_vs_echo,
+                                args.min_score)  # fmt: skip
+        path = args.evaluation_metrics / "metrics.json"
+        try:
+            aggregates = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError) as error:
+            raise StepError(f"cannot read the evaluation's aggregates {path}: {error}") from error
+        decision = decide(aggregates, thresholds)
+        verdict = (
+            "passed: registering the model" if decision.passed else "not passed: no registration"
+        )
+        logger.info("quality gate %s (%s)", verdict, "; ".join(decision.reasons))
+        metadata = decision.metadata(thresholds)
+        with outputs_in_place(args.decision_output, args.passed_output):
+            args.decision_output.mkdir()
+            (args.decision_output / "decision.json").write_text(json.dumps(metadata, indent=2))
+            args.passed_output.write_text(json.dumps(decision.passed))
+        write_executor_output(executor_input, {"decision": metadata})
+
+    run_step(step)
+
+
+if __name__ == "__main__":
+    main()
