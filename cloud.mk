@@ -97,3 +97,19 @@ run-docker: install ## Run the pipeline offline in the images of build-images-lo
 .PHONY: registry-stop
 registry-stop: ## Stop the local registry that build-images-local started
 	bash images/local/registry.sh stop $(LOCAL_REGISTRY) $(LOCAL_REGISTRY_STORAGE)
+
+# ---- The registered model online ------------------------------------------------------------
+#   make deploy                       # the Model Registry's default version on an endpoint (costs!)
+#   make ask-endpoint TEXT="The Force is strong with you."
+#   make undeploy                     # undeploy and delete the endpoint: the billing stops
+.PHONY: deploy
+deploy: install ## Deploy the registry's default version to an endpoint (1 T4; says the cost first)
+	$(UV) run --frozen yoda-pipeline deploy
+
+.PHONY: ask-endpoint
+ask-endpoint: install ## Ask the endpoint: make ask-endpoint TEXT="…"
+	$(UV) run --frozen yoda-pipeline ask-endpoint "$(TEXT)"
+
+.PHONY: undeploy
+undeploy: install ## Undeploy everything and delete the endpoint
+	$(UV) run --frozen yoda-pipeline undeploy

@@ -27,6 +27,9 @@ class VertexState:
     defaults: dict[str, str] = field(default_factory=dict)  # model id -> default version id
     evaluations: list[dict[str, Any]] = field(default_factory=list)
     endpoints: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # deleted endpoints can still be read (the SDK reads them as it reports the deletion), as
+    # while Vertex AI's delete operation runs; they are no longer listed
+    deleted: dict[str, dict[str, Any]] = field(default_factory=dict)
     predict: Callable[[list[Any]], list[Any]] = lambda instances: [
         {"response": f"answer to {i.get('text')}"} for i in instances
     ]
@@ -63,7 +66,9 @@ def _respond(state: VertexState, request: Recorded) -> tuple[int, dict[str, Any]
         model_id = parent.rsplit("/", 1)[-1] if parent else str(next(state.ids))
         versions = state.models.setdefault(model_id, [])
         version_id = str(len(versions) + 1)
+        # a custom serving container: Vertex AI deploys it on dedicated machines
         versions.append({**body["model"], "name": state.name("models", model_id),
+                         "supportedDeploymentResourcesTypes": ["DEDICATED_RESOURCES"],
                          "versionId": version_id, "versionAliases": body["model"].get(
                              "versionAliases", [])})  # fmt: skip
         if not versions[:-1] or "default" in body["model"].get("versionAliases", []):
@@ -101,13 +106,15 @@ def _respond(state: VertexState, request: Recorded) -> tuple[int, dict[str, Any]
                     **state.endpoints[endpoint_id]}  # fmt: skip
         return 200, _operation(state, response, "CreateEndpointOperation")
     found = re.fullmatch(r"/endpoints/(?P<id>[^/:]+)(?P<verb>:\w+)?", rest)
+    if request.method == "GET" and found and found["id"] in state.deleted:
+        return 200, state.deleted[found["id"]]
     if found and found["id"] in state.endpoints:
         endpoint = state.endpoints[found["id"]]
         verb = found["verb"]
         if request.method == "GET" and not verb:
             return 200, endpoint
         if request.method == "DELETE" and not verb:
-            del state.endpoints[found["id"]]
+            state.deleted[found["id"]] = state.endpoints.pop(found["id"])
             return 200, _operation(state, {"@type": "type.googleapis.com/google.protobuf.Empty"},
                                    "DeleteOperation")  # fmt: skip
         if verb == ":deployModel":

@@ -9,6 +9,7 @@ Examples::
     yoda-pipeline tensorboard gs://bucket/root/123/job-id/fine-tuning-component_456/metrics
     yoda-pipeline report --by bleu --top 5
     yoda-pipeline predict "The Force is strong with you."      # the newest local run's model
+    yoda-pipeline deploy && yoda-pipeline ask-endpoint "Hello." && yoda-pipeline undeploy
 
 Each command imports only what it needs (kfp, the Vertex AI client …), so the quick ones stay quick.
 """
@@ -115,6 +116,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     predict_cmd.add_argument("sentences", nargs="+", help="sentences to answer")
     predict_cmd.add_argument("--model", help="Model artifact: gs://… or a local directory")
+
+    commands.add_parser(
+        "deploy", help="deploy the Model Registry's default version to an endpoint (costs!)"
+    )
+    ask_cmd = commands.add_parser("ask-endpoint", help="answer sentences with the endpoint")
+    ask_cmd.add_argument("sentences", nargs="+", help="sentences to answer")
+    commands.add_parser("undeploy", help="undeploy everything and delete the endpoint")
     return parser
 
 
@@ -165,6 +173,21 @@ def predict(model: str | None, sentences: list[str], settings: PipelineSettings)
     return subprocess.run(command, check=False).returncode
 
 
+def endpoint_command(args: argparse.Namespace, settings: PipelineSettings) -> None:
+    """deploy / ask-endpoint / undeploy (yoda_pipeline.deploy)."""
+    from yoda_pipeline import deploy
+
+    if args.command == "deploy":
+        print(f"Deployed to {deploy.deploy(settings)}")
+    elif args.command == "undeploy":
+        print(f"Undeployed and deleted {deploy.undeploy(settings)}")
+    else:
+        for sentence, answer in zip(
+            args.sentences, deploy.ask(settings, args.sentences), strict=True
+        ):
+            print(f"> {sentence}\n{answer or '(empty answer)'}\n")
+
+
 def _settings(args: argparse.Namespace) -> PipelineSettings:
     """Settings from the environment/.env, overridden (and validated) by the flags given."""
     flags = ("image_lock", "raw_data_uri", "target_column", "test_fraction", "split_seed")
@@ -207,6 +230,8 @@ def main(argv: Sequence[str] | None = None) -> None:
             report(args.source, args.by, args.top, settings)
         elif args.command == "predict":
             sys.exit(predict(args.model, args.sentences, settings))
+        elif args.command in ("deploy", "ask-endpoint", "undeploy"):
+            endpoint_command(args, settings)
         else:
             from yoda_pipeline.offline import run_local
 

@@ -15,6 +15,7 @@ _SERVICE_ACCOUNT = re.compile(r"^[a-z0-9-]+@[a-z0-9.-]+\.gserviceaccount\.com$")
 _LABEL_KEY = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
 #: Vertex AI Pipelines' rule for a pipeline (and its runs') name.
 _PIPELINE_NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,127}$")
+_ENDPOINT_NAME = re.compile(r"^[A-Za-z0-9_-]{1,100}$")
 #: The regions where Vertex AI runs custom training and pipelines (cloud.google.com/vertex-ai/
 #: docs/general/locations, 2026). A region outside it fails deep inside the SDK instead.
 VERTEX_REGIONS = frozenset(
@@ -85,8 +86,8 @@ def parse_labels(text: str) -> dict[str, str]:
     return labels
 
 
-def cloud_problems(settings: PipelineSettings) -> list[str]:
-    """Everything that would make a Vertex AI submission fail, each naming its variable."""
+def place_problems(settings: PipelineSettings) -> list[str]:
+    """The project and the region: what every call to Vertex AI needs."""
     problems: list[str] = []
     if not _PROJECT.match(settings.project_id):
         problems.append(f"YODA_PROJECT_ID={settings.project_id!r} is not a project id")
@@ -100,6 +101,23 @@ def cloud_problems(settings: PipelineSettings) -> list[str]:
             f"YODA_REGION={settings.region!r} is not a Vertex AI region"
             + (f" (in that area: {', '.join(family)})" if family else " (e.g. europe-west4)")
         )
+    return problems
+
+
+def endpoint_problems(settings: PipelineSettings) -> list[str]:
+    """What `make deploy`, `make ask-endpoint` and `make undeploy` need."""
+    problems = place_problems(settings)
+    if not _ENDPOINT_NAME.match(settings.registry_model_name):
+        problems.append(
+            f"YODA_REGISTRY_MODEL_NAME={settings.registry_model_name!r}: expected a Model Registry "
+            "display name of letters, digits, _ and -, at most 100"
+        )
+    return problems
+
+
+def cloud_problems(settings: PipelineSettings) -> list[str]:
+    """Everything that would make a Vertex AI submission fail, each naming its variable."""
+    problems = place_problems(settings)
     if not _PIPELINE_NAME.match(settings.pipeline_name):
         problems.append(
             f"YODA_PIPELINE_NAME={settings.pipeline_name!r} is not a Vertex AI pipeline name: "
@@ -143,6 +161,13 @@ def cloud_problems(settings: PipelineSettings) -> list[str]:
 def validate_for_cloud(settings: PipelineSettings) -> None:
     """Raise :class:`CloudSettingsError` listing every problem, or return quietly."""
     problems = cloud_problems(settings)
+    if problems:
+        raise CloudSettingsError("; ".join(problems))
+
+
+def validate_for_endpoint(settings: PipelineSettings) -> None:
+    """As :func:`validate_for_cloud`, for the endpoint commands."""
+    problems = endpoint_problems(settings)
     if problems:
         raise CloudSettingsError("; ".join(problems))
 
