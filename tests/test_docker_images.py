@@ -26,7 +26,7 @@ pytestmark = [pytest.mark.docker, pytest.mark.timeout(1800)]
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 TASKS = ("data-transformation-component", "fine-tuning-component", "inference-component",
-         "evaluation-component", "report-component")  # fmt: skip
+         "evaluation-component", "report-component", "gate-component")  # fmt: skip
 #: Metadata that measures the machine, not the result, and what holds the input paths, which
 #: differ between the runs (the report's size: its table of hyper-parameters names the base).
 UNSTABLE = re.compile(r"seconds|per_second|runtime|peak_memory|^source$|^base_model$|^bytes$")
@@ -103,7 +103,8 @@ def test_lock_holds_four_digests_from_the_local_registry(lock: dict[str, str]) -
 @pytest.mark.parametrize(
     ("step", "base"),
     [("data_transformation", "/usr/local/bin/python"), ("fine_tuning", "/opt/conda/bin/python"),
-     ("inference", "/opt/conda/bin/python"), ("evaluation", "/usr/local/bin/python")],
+     ("inference", "/opt/conda/bin/python"), ("evaluation", "/usr/local/bin/python"),
+     ("registry", "/usr/local/bin/python")],
 )  # fmt: skip
 def test_images_keep_the_real_bases_interpreter_and_run_as_root(
     lock: dict[str, str], step: str, base: str
@@ -150,3 +151,44 @@ def test_run_docker_gives_the_results_of_run_local(runs: dict[str, Path]) -> Non
     model = task_dir(docker, "fine-tuning-component") / "model"
     assert (model / "adapter_model.safetensors").is_file()
     assert not (model.parent / "model-checkpoints").exists(), "checkpoints are removed at the end"
+
+
+def test_the_serving_container_answers_like_the_batch_step(
+    lock: dict[str, str], runs: dict[str, Path]
+) -> None:
+    """The inference image as Vertex AI runs it online: yoda-serve, the model by AIP_STORAGE_URI,
+    asked over HTTP from outside the container."""
+    import socket
+    import time
+    import urllib.request
+
+    model = task_dir(runs["docker"], "fine-tuning-component") / "model"
+    # the base model the adapter names: on Vertex a hub id, here the tiny model the run used
+    base = json.loads((model / "adapter_config.json").read_text())["base_model_name_or_path"]
+    predictions = task_dir(runs["docker"], "inference-component") / "predictions"
+    with predictions.open(newline="") as handle:
+        first = next(csv.DictReader(handle))
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    container = run("docker", "run", "--detach", "-p", f"127.0.0.1:{port}:8080",
+                    "-e", "AIP_STORAGE_URI=/model", "-e", "AIP_HTTP_PORT=8080",
+                    "-v", f"{model}:/model:ro", "-v", f"{base}:{base}:ro", lock["inference"],
+                    "yoda-serve", "--quantization", "auto").stdout.strip()  # fmt: skip
+    try:
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                with urllib.request.urlopen(f"{url}/health", timeout=5) as health:
+                    assert health.status == 200
+                    break
+            except OSError:
+                assert time.monotonic() < deadline, run("docker", "logs", container).stderr[-2000:]
+                time.sleep(0.5)
+        body = json.dumps({"instances": [{"text": first["user_input"]}]}).encode()
+        with urllib.request.urlopen(f"{url}/predict", data=body, timeout=60) as response:
+            answer = json.loads(response.read())
+        assert answer == {"predictions": [{"response": first["extracted_response"]}]}
+    finally:
+        run("docker", "rm", "--force", container, check=False)

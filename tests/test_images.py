@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-STEPS = ("data_transformation", "fine_tuning", "inference", "evaluation")
+STEPS = ("data_transformation", "fine_tuning", "inference", "evaluation", "registry")
 TORCH_STEPS = ("fine_tuning", "inference")
 TORCH_BASE = "pytorch/pytorch:2.8.0-cuda12.9-cudnn9-"
 KEY_DEPENDENCIES = {
@@ -26,6 +26,7 @@ KEY_DEPENDENCIES = {
     "fine_tuning": ("transformers==4.46.3", "peft==0.13.2", "trl==0.12.2", "bitsandbytes==0.48.2"),
     "inference": ("transformers==4.46.3", "peft==0.13.2", "bitsandbytes==0.48.2"),
     "evaluation": ("ragas==0.2.15", "rouge-score==0.1.2", "sacrebleu==", "pandas=="),
+    "registry": ("google-cloud-aiplatform==2.7.0", "google-cloud-storage=="),
 }
 
 
@@ -102,8 +103,10 @@ def test_locked_requirements_are_installed_before_the_sources(step: str) -> None
 
 @pytest.mark.parametrize("step", STEPS)
 def test_command_is_the_step_console_script(step: str) -> None:
-    script = "yoda-" + step.replace("_", "-")
-    assert console_scripts(step)[script] == f"yoda_{step}.cli:main"
+    # the registry image's steps are the gate and the registration; its --help is the gate's
+    script, target = ("yoda-gate", "yoda_registry.gate:main") if step == "registry" else (
+        "yoda-" + step.replace("_", "-"), f"yoda_{step}.cli:main")  # fmt: skip
+    assert console_scripts(step)[script] == target
     # no ENTRYPOINT: KFP's DockerRunner would put it before the task's command
     assert [name for name, _ in instructions(step) if name == "ENTRYPOINT"] == []
     commands = [json.loads(args) for name, args in instructions(step) if name == "CMD"]
