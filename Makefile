@@ -11,7 +11,10 @@ IMAGE_LOCK ?= $(if $(wildcard images/digests.lock.json),images/digests.lock.json
 PIPELINE_YAML ?= build/pipeline.yaml
 
 # `make run-local RAW_DATA=gs://bucket/yoda.csv TARGET_COLUMN=translation TEST_FRACTION=0.2 SPLIT_SEED=1`
-# and any other pipeline parameter: `make run-local SET="lora_r=16 max_steps=20"`
+# and any other pipeline parameter: `make run-local SET="lora_r=16 max_steps=20"`.
+# BASE_MODEL=microsoft/Phi-3-mini-4k-instruct: the real model on your own CUDA GPU (hub reachable;
+# 4-bit where CUDA is), instead of the offline tiny model. Also a gs:// copy (make cache-base-model).
+BASE_MODEL ?=
 RAW_DATA ?=
 TARGET_COLUMN ?=
 TEST_FRACTION ?=
@@ -21,6 +24,7 @@ RUN_FLAGS = $(if $(RAW_DATA),--raw-data-uri "$(RAW_DATA)") \
 	$(if $(TARGET_COLUMN),--target-column $(TARGET_COLUMN)) \
 	$(if $(TEST_FRACTION),--test-fraction $(TEST_FRACTION)) \
 	$(if $(SPLIT_SEED),--split-seed $(SPLIT_SEED)) \
+	$(if $(BASE_MODEL),--set "base_model=$(BASE_MODEL)") \
 	$(foreach pair,$(SET),--set "$(pair)")
 # `make tensorboard RUN=gs://bucket/…/fine-tuning-component_…/metrics` (default: the latest local run)
 RUN ?=
@@ -85,6 +89,10 @@ check-gcp: install ## Check the Google Cloud set-up: APIs, bucket, Artifact Regi
 .PHONY: bench
 bench: install ## Where the offline loop's time goes: one table, written to docs/benchmarks.md
 	$(UV) run --frozen python benchmarks/bench.py
+
+.PHONY: bench-gpu
+bench-gpu: install ## Fine-tuning recipes and inference modes on Phi-3-mini's architecture (needs CUDA)
+	$(UV) run --frozen python benchmarks/bench_gpu.py
 
 # `make predict TEXT="The Force is strong with you."` (MODEL: gs://…/model or a local directory;
 # default: the newest local run that has a model)

@@ -98,6 +98,15 @@ run-docker: install ## Run the pipeline offline in the images of build-images-lo
 registry-stop: ## Stop the local registry that build-images-local started
 	bash images/local/registry.sh stop $(LOCAL_REGISTRY) $(LOCAL_REGISTRY_STORAGE)
 
+# `make cache-base-model` (SOURCE=hub id, default YODA_BASE_MODEL; DESTINATION=gs://…, default
+# gs://BUCKET/models/NAME): one copy of the base model per bucket instead of two hub downloads a run.
+SOURCE ?=
+DESTINATION ?=
+.PHONY: cache-base-model
+cache-base-model: install ## Copy the base model from the hub into the bucket once (then YODA_BASE_MODEL=gs://…)
+	$(UV) run --frozen yoda-pipeline cache-base-model $(if $(SOURCE),--source "$(SOURCE)") \
+		$(if $(DESTINATION),--destination "$(DESTINATION)")
+
 # ---- The registered model online ------------------------------------------------------------
 #   make deploy                       # the Model Registry's default version on an endpoint (costs!)
 #   make ask-endpoint TEXT="The Force is strong with you."

@@ -28,6 +28,7 @@ from typing import Any
 import bench_evaluation
 import bench_inference
 import bench_run_local
+from bench_gpu import SECTION as GPU_SECTION
 from bench_run_local import TASKS, StepSplit
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -151,6 +152,9 @@ def write_report(path: Path, table: str) -> None:
                             capture_output=True, text=True).stdout.strip()  # fmt: skip
     stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     path.parent.mkdir(parents=True, exist_ok=True)
+    # the GPU section is make bench-gpu's (benchmarks/bench_gpu.py): kept as it is
+    old = path.read_text(encoding="utf-8") if path.is_file() else ""
+    gpu = old[old.index(GPU_SECTION) :] if GPU_SECTION in old else ""
     path.write_text(
         f"# Benchmarks\n\n"
         f"Written by `make bench` (`uv run python benchmarks/bench.py`) on {stamp}, commit "
@@ -161,7 +165,7 @@ def write_report(path: Path, table: str) -> None:
         "(after its last line until the runner saw it end), in seconds; `overhead` is all but "
         "the work, as a share of the step's time in KFP's log. \"Before\" is the figure "
         "recorded at commit 8fad47f (issue #10).\n\n"
-        f"{table}\n\n{NOTES}",
+        f"{table}\n\n{NOTES}" + (f"\n{gpu}" if gpu else ""),
         encoding="utf-8",
     )
     print(f"\nwrote {path}", file=sys.stderr)

@@ -138,6 +138,16 @@ def test_inference_answers_with_the_base_model_too_unless_turned_off(
     assert parameters["with_base_model"]["defaultValue"] is True
 
 
+def test_gpu_tasks_are_retried_and_only_they(compiled: dict[str, Any]) -> None:
+    tasks = compiled["root"]["dag"]["tasks"]
+    for name in ("fine-tuning-component", "inference-component"):
+        retry = tasks[name]["retryPolicy"]
+        assert retry["maxRetryCount"] == 2 and retry["backoffDuration"] == "60s"
+    assert "retryPolicy" not in tasks["evaluation-component"]
+    executor = compiled["deploymentSpec"]["executors"]["exec-inference-component"]["container"]
+    assert "--merge-adapter" in executor["args"]
+
+
 def test_inference_gets_a_gpu_the_model_and_the_test_split(compiled: dict[str, Any]) -> None:
     executor = compiled["deploymentSpec"]["executors"]["exec-inference-component"]["container"]
     assert executor["resources"]["accelerator"]["resourceType"] == "NVIDIA_TESLA_T4"

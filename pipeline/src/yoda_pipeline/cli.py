@@ -117,6 +117,13 @@ def build_parser() -> argparse.ArgumentParser:
     predict_cmd.add_argument("sentences", nargs="+", help="sentences to answer")
     predict_cmd.add_argument("--model", help="Model artifact: gs://… or a local directory")
 
+    cache_cmd = commands.add_parser(
+        "cache-base-model", help="copy the base model from the hub into the bucket, once"
+    )
+    cache_cmd.add_argument("--source", help="hub id or local folder (default: YODA_BASE_MODEL)")
+    cache_cmd.add_argument("--destination", help="gs://… (default: gs://BUCKET/models/NAME)")
+    cache_cmd.add_argument("--revision", help="hub revision (default: main)")
+
     commands.add_parser(
         "deploy", help="deploy the Model Registry's default version to an endpoint (costs!)"
     )
@@ -171,6 +178,23 @@ def predict(model: str | None, sentences: list[str], settings: PipelineSettings)
     script = Path(sys.executable).with_name("yoda-predict")
     command = [str(script) if script.is_file() else "yoda-predict", model, *sentences]
     return subprocess.run(command, check=False).returncode
+
+
+def cache_command(args: argparse.Namespace, settings: PipelineSettings) -> None:
+    """cache-base-model (yoda_pipeline.base_model)."""
+    from yoda_pipeline.base_model import cache_base_model, default_destination
+
+    source = args.source or settings.base_model
+    if source.startswith("gs://"):
+        raise StepError(f"the base model is {source} already: give --source HUB_ID")
+    destination = args.destination
+    if destination is None:
+        if not settings.bucket:
+            raise StepError("no YODA_BUCKET to copy into: set it or give --destination gs://…")
+        destination = default_destination(settings.bucket, source)
+    written = cache_base_model(source, destination, args.revision)
+    print(f"Copied {len(written)} files of {source} to {destination}.")
+    print(f"Use it: YODA_BASE_MODEL={destination} in .env, or SET=base_model={destination}")
 
 
 def endpoint_command(args: argparse.Namespace, settings: PipelineSettings) -> None:
@@ -232,6 +256,8 @@ def main(argv: Sequence[str] | None = None) -> None:
             sys.exit(predict(args.model, args.sentences, settings))
         elif args.command in ("deploy", "ask-endpoint", "undeploy"):
             endpoint_command(args, settings)
+        elif args.command == "cache-base-model":
+            cache_command(args, settings)
         else:
             from yoda_pipeline.offline import run_local
 

@@ -139,7 +139,7 @@ def cloud_problems(settings: PipelineSettings) -> list[str]:
     if settings.base_model.startswith(("/", ".", "~")) or Path(settings.base_model).exists():
         problems.append(
             f"YODA_BASE_MODEL={settings.base_model!r} is a local path: use a hub id "
-            "(microsoft/Phi-3-mini-4k-instruct)"
+            "(microsoft/Phi-3-mini-4k-instruct) or its gs:// copy (make cache-base-model)"
         )
     try:
         parse_labels(settings.labels)

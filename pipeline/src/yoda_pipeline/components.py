@@ -129,6 +129,7 @@ def build_components(lock: ImageLock) -> StepComponents:
         temperature: float,
         top_p: float,
         with_base_model: bool,
+        merge_adapter: bool,
         predictions: Output[Dataset],
         base_predictions: Output[Dataset],
     ) -> dsl.ContainerSpec:
@@ -148,6 +149,7 @@ def build_components(lock: ImageLock) -> StepComponents:
                 "--temperature", temperature,
                 "--top-p", top_p,
                 "--with-base-model", with_base_model,
+                "--merge-adapter", merge_adapter,
                 "--predictions-output", predictions.path,
                 "--base-predictions-output", base_predictions.path,
                 "--executor-input", dsl.PIPELINE_TASK_EXECUTOR_INPUT_PLACEHOLDER,

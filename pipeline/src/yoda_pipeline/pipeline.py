@@ -9,7 +9,12 @@ from yoda_pipeline.settings import PipelineSettings
 
 
 def _gpu_task(task: dsl.PipelineTask, settings: PipelineSettings) -> None:
-    """A GPU, CPUs and memory for a training or generation task on Vertex AI."""
+    """A GPU, CPUs and memory for a training or generation task on Vertex AI, and retries: a
+    preempted or failed GPU task runs again, and fine-tuning resumes from its last checkpoint
+    (kept beside the task's Model output, the same folder on every retry of one run)."""
+    task.set_retry(
+        num_retries=settings.gpu_task_retries, backoff_duration="60s", backoff_factor=2.0
+    )
     task.set_accelerator_type(settings.accelerator_type)
     task.set_accelerator_limit(settings.accelerator_count)
     task.set_cpu_limit(settings.cpu_limit)
@@ -49,6 +54,7 @@ def build_pipeline(components: StepComponents, settings: PipelineSettings) -> An
         temperature: float = settings.temperature,
         top_p: float = settings.top_p,
         with_base_model: bool = settings.with_base_model,
+        merge_adapter: bool = settings.merge_adapter,
         evaluation_metrics: str = settings.evaluation_metrics,
         gate_metric: str = settings.gate_metric,
         gate_min_uplift_vs_base: float = settings.gate_min_uplift_vs_base,
@@ -110,6 +116,7 @@ def build_pipeline(components: StepComponents, settings: PipelineSettings) -> An
             temperature=temperature,
             top_p=top_p,
             with_base_model=with_base_model,
+            merge_adapter=merge_adapter,
         ).set_display_name("Inference")
         _gpu_task(inference, settings)
 

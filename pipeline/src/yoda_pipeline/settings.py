@@ -67,6 +67,9 @@ class PipelineSettings(BaseSettings):
     top_p: float = Field(1.0, gt=0.0, le=1.0)
     # The base model's answers too (the adapter switched off, one load): the report's baseline.
     with_base_model: bool = True
+    # Fold the adapter into a full-precision base before generating (quantization none/auto on a
+    # CPU; never into a 4-bit base). Off until GPU figures show it pays (make bench-gpu).
+    merge_adapter: bool = False
 
     # Evaluation: comma-separated ragas metric names; empty = all (see yoda_evaluation.metrics).
     evaluation_metrics: str = ""
@@ -96,6 +99,7 @@ class PipelineSettings(BaseSettings):
     accelerator_count: int = Field(1, gt=0)
     cpu_limit: str = "16"
     memory_limit: str = "50G"
+    gpu_task_retries: int = Field(2, ge=0, le=10, description="retries of a failed GPU task")
 
     #: the pipeline parameters, in the order the pipeline declares them
     PARAMETERS: ClassVar[tuple[str, ...]] = (
@@ -124,6 +128,7 @@ class PipelineSettings(BaseSettings):
         "temperature",
         "top_p",
         "with_base_model",
+        "merge_adapter",
         "evaluation_metrics",
         "gate_metric",
         "gate_min_uplift_vs_base",

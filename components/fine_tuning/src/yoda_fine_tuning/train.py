@@ -24,6 +24,7 @@ from yoda_fine_tuning.logs import progress_callback
 from yoda_step_io import StepError, outputs_in_place, timed, timing
 from yoda_step_io.conversations import Conversation, read_conversations
 from yoda_step_io.libraries import quiet_progress_bars, skip_bitsandbytes
+from yoda_step_io.models import resolve_model
 
 if TYPE_CHECKING:
     from datasets import Dataset
@@ -242,6 +243,24 @@ def chat_formatter(tokenizer: PreTrainedTokenizerBase) -> Any:
     return format_messages
 
 
+def last_complete_checkpoint(folder: Path) -> str | None:
+    """The newest ``checkpoint-N`` that was written to the end, to resume from.
+
+    The Trainer writes ``trainer_state.json`` last: a task killed while saving (a preempted GPU)
+    leaves a newer folder without it, which transformers' own ``get_last_checkpoint`` would pick
+    and fail to load.
+    """
+    if not folder.is_dir():
+        return None
+    steps = [
+        (int(path.name.removeprefix("checkpoint-")), path)
+        for path in folder.glob("checkpoint-*")
+        if path.name.removeprefix("checkpoint-").isdigit()
+        and (path / "trainer_state.json").is_file()
+    ]
+    return str(max(steps)[1]) if steps else None
+
+
 @contextmanager
 def private_datasets_cache() -> Iterator[Path]:
     """A fresh ``datasets`` cache for this run, removed after it.
@@ -309,14 +328,14 @@ def fine_tune(
     quiet = quiet_progress_bars()
 
     from transformers import PrinterCallback, set_seed
-    from transformers.trainer_utils import get_last_checkpoint
     from trl import SFTTrainer
 
     timing.mark("imports")
     # The LoRA weights' initialisation and trl's packing shuffle draw from the global RNGs before
     # the Trainer seeds them: seed them first, or no two runs are alike.
     set_seed(hp.seed)
-    check_base_model(base_model)
+    source = resolve_model(base_model)  # gs:// -> the /gcs mount or a local copy
+    check_base_model(source)
     datasets = split_validation(read_conversations(train_path), hp)
     logger.info(
         "training on %d conversations, validating on %d; hyper-parameters: %s",
@@ -325,7 +344,7 @@ def fine_tune(
         hp.as_dict(),
     )
     with timed("loading the base model"):
-        model, tokenizer = load_model(base_model, hp, plan)
+        model, tokenizer = load_model(source, hp, plan)
     timing.mark("load")
     check_only_lora_trainable(model)
     trainable, total = count_parameters(model)
@@ -361,7 +380,7 @@ def fine_tune(
             trainer.add_callback(
                 progress_callback(hp.per_device_train_batch_size * hp.max_seq_length)
             )
-        resume = get_last_checkpoint(str(checkpoints)) if checkpoints.is_dir() else None
+        resume = last_complete_checkpoint(checkpoints)
         if resume:
             # transformers 4.46 + torch >= 2.6: the RNG state needs a full (not weights-only) load
             os.environ["TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD"] = "1"
@@ -387,6 +406,9 @@ def fine_tune(
         for name in ("train_loss", "eval_loss"):
             if not math.isfinite(metrics[name]):
                 logger.warning("%s is %s: training diverged", name, metrics[name])
+        # the adapter names the base as the user gave it (gs://…, a hub id), not a local copy
+        for config in trainer.model.peft_config.values():
+            config.base_model_name_or_path = base_model
         trainer.model.save_pretrained(model_output)
         tokenizer.save_pretrained(model_output)
         model_metadata = {

@@ -48,6 +48,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--base-model", default="", help="default: the adapter config's base")
     parser.add_argument("--quantization", default="4bit", help=", ".join(QUANTIZATION_MODES))
     parser.add_argument("--compute-dtype", default="float16")
+    parser.add_argument(
+        "--merge-adapter",
+        type=parse_bool,
+        default=False,
+        help="fold the adapter into a full-precision base for generation (not with 4-bit)",
+    )
     defaults = GenerationParameters()
     parser.add_argument("--batch-size", type=int, default=defaults.batch_size)
     parser.add_argument("--max-new-tokens", type=int, default=defaults.max_new_tokens)
@@ -84,6 +90,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             base_model=args.base_model,
             quantization=args.quantization,
             compute_dtype=args.compute_dtype,
+            merge=args.merge_adapter,
         )
         metadata = {"predictions": result.metadata}
         if args.base_predictions_output is not None:

@@ -11,6 +11,7 @@ from typing import Any
 from yoda_step_io import StepError, outputs_in_place, timing
 from yoda_step_io.gcs import download_prefix
 from yoda_step_io.libraries import quiet_progress_bars, skip_bitsandbytes
+from yoda_step_io.models import resolve_model
 
 logger = logging.getLogger(__name__)
 
@@ -108,7 +109,7 @@ def load_finetuned(
     )
     try:
         base = AutoModelForCausalLM.from_pretrained(
-            base_model,
+            resolve_model(base_model),  # gs:// -> the /gcs mount or a local copy
             quantization_config=quantization_config,
             torch_dtype=dtype,
             device_map={"": 0} if cuda else None,
@@ -129,3 +130,20 @@ def load_finetuned(
         "cuda" if cuda else "cpu",
     )
     return model, tokenizer
+
+
+def check_mergeable(four_bit: bool) -> None:
+    """Raise :class:`StepError` for a 4-bit base, where merging loses the adapter's precision."""
+    if four_bit:
+        raise StepError(
+            "merging the adapter into a 4-bit base is unsafe: pass --quantization none "
+            "(a float16 base) with --merge-adapter, or leave the adapter unmerged"
+        )
+
+
+def merge_adapter(model: Any, four_bit: bool) -> Any:
+    """The adapter folded into the base weights (one matmul per layer instead of three)."""
+    check_mergeable(four_bit)
+    merged = model.merge_and_unload()
+    logger.info("merged the LoRA adapter into the base weights")
+    return merged

@@ -10,7 +10,13 @@ from pathlib import Path
 from typing import Any
 
 from yoda_inference.generation import build_prompt, extract_response, generate_batch, reached_end
-from yoda_inference.model import adapter_base_model, load_finetuned, use_4bit
+from yoda_inference.model import (
+    adapter_base_model,
+    check_mergeable,
+    load_finetuned,
+    merge_adapter,
+    use_4bit,
+)
 from yoda_step_io import StepError, outputs_in_place
 from yoda_step_io.answers import degenerate_counts, warn_if_degenerate
 from yoda_step_io.conversations import Conversation, read_conversations
@@ -139,18 +145,22 @@ def predict_test_set(
     base_model: str = "",
     quantization: str = "4bit",
     compute_dtype: str = "float16",
+    merge: bool = False,
 ) -> InferenceResult:
     """Answer every test conversation with the fine-tuned model and, with the adapter switched
     off, with the base model (one load, two generations); write the predictions CSVs or nothing.
 
     ``base_predictions_path`` without ``with_base_model`` gets the header alone (a pipeline's
     output must exist); without ``base_predictions_path`` there is no base output at all.
+    ``merge`` folds the adapter into a full-precision base before the fine-tuned answers.
     """
     params.validate()  # before importing torch
 
     import torch
 
     four_bit = use_4bit(quantization, torch.cuda.is_available())  # refuses 4-bit without CUDA
+    if merge:
+        check_mergeable(four_bit)  # before loading anything
     named_base = adapter_base_model(model_dir)  # also checks that an adapter is there
     base = base_model or named_base
     conversations = read_conversations(test_path)
@@ -161,18 +171,24 @@ def predict_test_set(
         model_dir, base, four_bit=four_bit, compute_dtype=compute_dtype
     )
     users = [user for user, _ in pairs]
-    tuned = generate_answers(model, tokenizer, users, params, "generating (fine-tuned)")
     base_answers: Answers | None = None
     if base_predictions_path is not None and with_base_model:
         with model.disable_adapter():  # the same weights without the LoRA: the base model
             base_answers = generate_answers(model, tokenizer, users, params, "generating (base)")
+    if merge:  # after the base answers: a merged adapter cannot be switched off any more
+        model = merge_adapter(model, four_bit)
+    tuned = generate_answers(model, tokenizer, users, params, "generating (fine-tuned)")
     outputs = [predictions_path] + ([base_predictions_path] if base_predictions_path else [])
     with outputs_in_place(*outputs):
         write_predictions(predictions_path, pairs, tuned.texts)
         if base_predictions_path is not None:
             base_texts = base_answers.texts if base_answers else []
             write_predictions(base_predictions_path, pairs[: len(base_texts)], base_texts)
-    metadata = {"base_model": base, **tuned.metadata(params)}
+    metadata = {
+        "base_model": base,
+        "adapter": "merged" if merge else "on",
+        **tuned.metadata(params),
+    }
     counts = {k: metadata[k] for k in ("empty_answers", "repeated_answers", "cut_answers")}
     warn_if_degenerate(logger, "fine-tuned model", counts, len(pairs))
     base_metadata: dict[str, Any] = {"rows": 0, "skipped": "with_base_model is false"}

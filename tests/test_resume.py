@@ -1,0 +1,80 @@
+"""A preempted fine-tuning resumes: killed mid-way, rerun on the same checkpoint folder, it goes
+on from its last complete checkpoint and ends where an uninterrupted run ends."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from yoda_fine_tuning.hyperparams import HyperParameters
+from yoda_fine_tuning.train import fine_tune, last_complete_checkpoint
+
+STEPS, EVERY = 40, 5
+
+
+def test_the_newest_complete_checkpoint_is_taken(tmp_path: Path) -> None:
+    assert last_complete_checkpoint(tmp_path / "none") is None
+    for step, complete in ((5, True), (10, True), (15, False)):  # 15: killed while saving
+        (tmp_path / f"checkpoint-{step}").mkdir()
+        if complete:
+            (tmp_path / f"checkpoint-{step}" / "trainer_state.json").write_text("{}")
+    (tmp_path / "checkpoint-x").mkdir()
+    assert last_complete_checkpoint(tmp_path) == str(tmp_path / "checkpoint-10")
+
+
+def test_a_killed_fine_tuning_resumes_and_ends_as_an_uninterrupted_one(
+    tmp_path: Path, tiny_model_dir: Path, sample_train_jsonl: Path
+) -> None:
+    command = [str(Path(sys.executable).with_name("yoda-fine-tuning")),
+               "--train-dataset", str(sample_train_jsonl), "--base-model", str(tiny_model_dir),
+               "--model-output", str(tmp_path / "run" / "model"),
+               "--metrics-output", str(tmp_path / "run" / "metrics"),
+               "--checkpoint-dir", str(tmp_path / "checkpoints"), "--quantization", "auto",
+               "--max-steps", str(STEPS), "--logging-steps", str(EVERY)]  # fmt: skip
+    first = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while last_complete_checkpoint(tmp_path / "checkpoints") is None:
+        assert first.poll() is None, "the run ended before it could be killed"
+        assert time.monotonic() < deadline, "no checkpoint within two minutes"
+        time.sleep(0.02)
+    first.send_signal(signal.SIGKILL)  # a preempted machine: no clean-up, no goodbye
+    first.wait()
+    killed_at = last_complete_checkpoint(tmp_path / "checkpoints")
+    assert killed_at is not None and int(killed_at.rsplit("-", 1)[1]) < STEPS
+
+    rerun = subprocess.run(command, capture_output=True, text=True, timeout=300,
+                           env={**os.environ})  # fmt: skip
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    assert "resuming from checkpoint" in rerun.stderr
+    metrics = json.loads((tmp_path / "run" / "metrics" / "metrics.json").read_text())
+    assert metrics["train_steps"] == STEPS
+    assert not (tmp_path / "checkpoints").exists(), "removed once the model is saved"
+
+    hp = HyperParameters(quantization="auto", max_steps=STEPS, logging_steps=EVERY)
+    fine_tune(sample_train_jsonl, tmp_path / "whole" / "model", tmp_path / "whole" / "metrics",
+              base_model=str(tiny_model_dir), hp=hp)  # fmt: skip
+    weights = "adapter_model.safetensors"
+    resumed = (tmp_path / "run" / "model" / weights).read_bytes()
+    assert resumed == (tmp_path / "whole" / "model" / weights).read_bytes(), (
+        "the resumed adapter differs from the uninterrupted run's"
+    )
+
+
+@pytest.mark.parametrize("leftover", ["model", "metrics"])
+def test_a_rerun_replaces_what_a_killed_run_left(leftover: str, tmp_path: Path) -> None:
+    """The killed run's half-written outputs are replaced, not mixed in (outputs_in_place)."""
+    from yoda_step_io import outputs_in_place
+
+    (tmp_path / leftover).mkdir()
+    (tmp_path / leftover / "stale").write_text("from the killed run")
+    with outputs_in_place(tmp_path / leftover) as (path,):
+        path.mkdir()
+        (path / "fresh").write_text("new")
+    assert [p.name for p in (tmp_path / leftover).iterdir()] == ["fresh"]
