@@ -93,7 +93,7 @@ def test_plan_none_needs_a_cpu_optimizer() -> None:
 
 def test_plan_with_cuda_keeps_the_recipe() -> None:
     assert plan_run(HyperParameters(), cuda_available=True) == RunPlan(
-        True, True, "paged_adamw_8bit"
+        True, True, "paged_adamw_8bit", "float16"
     )
     assert plan_run(HyperParameters(quantization="none"), True).use_4bit is False
 
@@ -108,7 +108,7 @@ def test_lora_config() -> None:
 def test_bnb_config_is_nf4_double_quant() -> None:
     import torch
 
-    config = build_bnb_config(HyperParameters(compute_dtype="bfloat16"))
+    config = build_bnb_config("bfloat16")
     assert config.load_in_4bit and config.bnb_4bit_quant_type == "nf4"
     assert config.bnb_4bit_use_double_quant
     assert config.bnb_4bit_compute_dtype == torch.bfloat16
@@ -170,3 +170,26 @@ def test_hyperparameters_as_dict_is_json() -> None:
     values = json.loads(json.dumps(HyperParameters().as_dict()))
     assert values["target_modules"] == "o_proj,qkv_proj,gate_up_proj,down_proj"
     assert HyperParameters().numeric()["hp_lora_r"] == 8.0
+
+
+@pytest.mark.parametrize(
+    ("requested", "cuda", "bf16", "used"),
+    [
+        ("float16", True, False, "float16"),
+        ("auto", True, False, "float16"),  # a T4: no bfloat16
+        ("auto", True, True, "bfloat16"),  # an A100 or newer
+        ("bfloat16", True, True, "bfloat16"),
+        ("bfloat16", False, False, "float32"),  # the CPU fallback computes in float32
+    ],
+)
+def test_the_compute_dtype_is_checked_against_the_device(
+    requested: str, cuda: bool, bf16: bool, used: str
+) -> None:
+    plan = plan_run(HyperParameters(quantization="auto", compute_dtype=requested), cuda, bf16)
+    assert plan.compute_dtype == used
+
+
+def test_bfloat16_on_a_gpu_without_it_is_refused_before_loading() -> None:
+    with pytest.raises(StepError, match=r"this GPU has no bfloat16 .*pass float16"):
+        plan_run(HyperParameters(compute_dtype="bfloat16"), cuda_available=True,
+                 bf16_supported=False)  # fmt: skip

@@ -6,6 +6,7 @@ import dataclasses
 import json
 import logging
 import math
+import re
 from pathlib import Path
 from typing import Any
 
@@ -261,3 +262,33 @@ def test_the_same_seed_trains_the_same_adapter(
         sample_train_jsonl, tmp_path / "b", tmp_path / "bm", base_model=base, hp=reseeded
     )
     assert other.metrics["train_loss"] != first.metrics["train_loss"]
+
+
+def test_a_diverged_run_fails_and_publishes_no_model(
+    tmp_path: Path, tiny_model_dir: Path, sample_train_jsonl: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:  # fmt: skip
+    """An absurd learning rate drives the tiny model's loss to NaN: one error line, exit 2, no
+    Model or Metrics output, no checkpoint to resume from."""
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--train-dataset", str(sample_train_jsonl), "--base-model", str(tiny_model_dir),
+              "--model-output", str(tmp_path / "model"), "--metrics-output", str(tmp_path / "m"),
+              "--checkpoint-dir", str(tmp_path / "checkpoints"), "--quantization", "auto",
+              "--max-steps", "6", "--logging-steps", "1", "--learning-rate", "1e4"])  # fmt: skip
+    assert exit_info.value.code == 2
+    (line,) = [text for text in capsys.readouterr().err.splitlines() if text.startswith("error:")]
+    assert re.fullmatch(
+        r"error: training diverged: the (validation|training) loss is (nan|-?inf) at step \d+, "
+        r"so no model is published: try a lower learning_rate \(now 10000\) or compute_dtype "
+        r"float32 \(now float16\)", line)  # fmt: skip
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
+
+
+def test_first_non_finite_names_the_loss_and_the_step() -> None:
+    from yoda_fine_tuning.guards import first_non_finite
+
+    history = [{"loss": 2.0, "step": 1}, {"eval_loss": 1.9, "step": 2},
+               {"loss": float("inf"), "step": 3},
+               {"eval_loss": float("nan"), "step": 3}]  # fmt: skip
+    assert first_non_finite(history) == ("loss", float("inf"), 3)
+    assert first_non_finite(history[:2]) is None

@@ -174,6 +174,13 @@ def test_fine_tuning_outputs(default_run: Path, tiny_model_dir: Path) -> None:
     model_meta = output_metadata(tuned, "model")
     assert model_meta["base_model"] == str(tiny_model_dir.resolve())
     assert model_meta["quantization"] == "auto"
+    assert model_meta["compute_dtype_used"] == "float32"  # the CPU computes in float32
+    # the tiny model's content hash is recorded, and the inference step loaded that revision
+    from yoda_step_io.models import folder_revision
+
+    assert model_meta["base_model_revision"] == folder_revision(tiny_model_dir)
+    inference = output_metadata(task_dir(default_run, "inference-component"), "predictions")
+    assert inference["base_model_revision"] == model_meta["base_model_revision"]
 
 
 def test_inference_outputs(default_run: Path) -> None:

@@ -45,7 +45,8 @@ class PipelineSettings(BaseSettings):
     # defaults; tests/test_fine_tuning_config.py checks that they agree).
     base_model: str = "microsoft/Phi-3-mini-4k-instruct"
     quantization: Literal["4bit", "auto", "none"] = "4bit"
-    compute_dtype: Literal["float16", "bfloat16", "float32"] = "float16"
+    # auto: bfloat16 where the GPU has it, else float16; bfloat16 on a T4 is refused
+    compute_dtype: Literal["auto", "float16", "bfloat16", "float32"] = "float16"
     lora_r: int = Field(8, gt=0)
     lora_alpha: int = Field(16, gt=0)
     lora_dropout: float = Field(0.05, ge=0.0, lt=1.0)

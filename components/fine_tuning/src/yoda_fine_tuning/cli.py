@@ -19,6 +19,7 @@ from typing import Any
 from yoda_fine_tuning.hyperparams import HyperParameters
 from yoda_fine_tuning.train import fine_tune
 from yoda_step_io import (
+    StepError,
     add_executor_input_flag,
     check_writable,
     load_executor_input,
@@ -27,8 +28,35 @@ from yoda_step_io import (
     setup_logging,
     write_executor_output,
 )
+from yoda_step_io.gcs import split_gs_uri
+from yoda_step_io.models import gcs_mount_path
 
 DEFAULT_BASE_MODEL = "microsoft/Phi-3-mini-4k-instruct"
+
+
+def checkpoint_folder(text: str) -> Path | None:
+    """``--checkpoint-dir``: empty (beside the Model output), a local folder, or ``gs://…``
+    written through Vertex AI's ``/gcs`` mount.
+
+    Raises:
+        StepError: ``gs://`` where no mount of that bucket exists, or another URI scheme.
+    """
+    text = text.strip()
+    if not text:
+        return None
+    if text.startswith("gs://"):
+        bucket = gcs_mount_path(f"gs://{split_gs_uri(text)[0]}")  # /gcs/BUCKET
+        if not bucket.is_dir():
+            raise StepError(
+                f"--checkpoint-dir {text}: gs:// checkpoints are written through Vertex AI's "
+                f"Cloud Storage mount ({bucket}), which this machine lacks: give a local folder"
+            )
+        return gcs_mount_path(text)
+    if "://" in text:
+        raise StepError(
+            f"--checkpoint-dir {text}: a local folder or gs://… only (other storage is not mounted)"
+        )
+    return Path(text)
 
 
 def parse_modules(text: str) -> tuple[str, ...]:
@@ -86,13 +114,14 @@ def main(argv: Sequence[str] | None = None) -> None:
     def step() -> None:
         executor_input = load_executor_input(args.executor_input)
         check_writable(args.model_output, args.metrics_output)
+        checkpoints = checkpoint_folder(args.checkpoint_dir)
         result = fine_tune(
             args.train_dataset,
             args.model_output,
             args.metrics_output,
             base_model=args.base_model,
             hp=hyperparameters_from_args(args),
-            checkpoint_dir=Path(args.checkpoint_dir) if args.checkpoint_dir.strip() else None,
+            checkpoint_dir=checkpoints,
         )
         write_executor_output(
             executor_input, {"model": result.model_metadata, "metrics": result.metrics}

@@ -14,11 +14,11 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from yoda_step_io import StepError
+from yoda_step_io.libraries import COMPUTE_DTYPES
 
 #: Phi-3's linear layers, the modules LoRA can adapt.
 PHI3_LINEAR_MODULES = ("qkv_proj", "o_proj", "gate_up_proj", "down_proj")
 QUANTIZATION_MODES = ("4bit", "auto", "none")
-COMPUTE_DTYPES = ("float16", "bfloat16", "float32")
 
 Quantization = Literal["4bit", "auto", "none"]
 

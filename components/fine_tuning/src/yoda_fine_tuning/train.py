@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import os
 import resource
 import shutil
@@ -19,12 +18,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from yoda_fine_tuning.guards import check_converging, stop_on_non_finite
 from yoda_fine_tuning.hyperparams import HyperParameters
 from yoda_fine_tuning.logs import progress_callback
 from yoda_step_io import StepError, outputs_in_place, timed, timing
 from yoda_step_io.conversations import Conversation, read_conversations
-from yoda_step_io.libraries import quiet_progress_bars, skip_bitsandbytes
-from yoda_step_io.models import resolve_model
+from yoda_step_io.libraries import compute_dtype_for, quiet_progress_bars, skip_bitsandbytes
+from yoda_step_io.models import model_revision, resolve_model
 
 if TYPE_CHECKING:
     from datasets import Dataset
@@ -46,6 +46,7 @@ class RunPlan:
     use_cuda: bool
     use_4bit: bool
     optim: str
+    compute_dtype: str = "float32"  # as used: checked against the device (compute_dtype_for)
 
     @property
     def needs_bitsandbytes(self) -> bool:
@@ -53,15 +54,20 @@ class RunPlan:
         return self.use_4bit or any(marker in self.optim for marker in _BNB_OPTIMIZERS)
 
 
-def plan_run(hp: HyperParameters, cuda_available: bool) -> RunPlan:
-    """Decide quantisation and optimizer for this machine; never fall back silently.
+def plan_run(hp: HyperParameters, cuda_available: bool, bf16_supported: bool = False) -> RunPlan:
+    """Decide quantisation, optimizer and compute dtype for this machine; never fall back
+    silently.
 
     Raises:
-        StepError: 4-bit or a bitsandbytes optimizer was asked for explicitly without CUDA.
+        StepError: 4-bit or a bitsandbytes optimizer was asked for explicitly without CUDA;
+            bfloat16 on a GPU without it.
     """
     needs_bnb_optim = any(marker in hp.optim for marker in _BNB_OPTIMIZERS)
+    dtype = compute_dtype_for(hp.compute_dtype, cuda_available, bf16_supported)
     if cuda_available:
-        return RunPlan(use_cuda=True, use_4bit=hp.quantization != "none", optim=hp.optim)
+        if dtype != hp.compute_dtype:
+            logger.info("compute_dtype %s: %s on this GPU", hp.compute_dtype, dtype)
+        return RunPlan(True, hp.quantization != "none", hp.optim, dtype)
     if hp.quantization == "4bit":
         raise StepError(
             "4-bit quantisation needs a CUDA GPU and none is visible: run on a GPU, or pass "
@@ -81,7 +87,7 @@ def plan_run(hp: HyperParameters, cuda_available: bool) -> RunPlan:
         hp.quantization,
         optim,
     )
-    return RunPlan(use_cuda=False, use_4bit=False, optim=optim)
+    return RunPlan(use_cuda=False, use_4bit=False, optim=optim, compute_dtype=dtype)
 
 
 def build_lora_config(hp: HyperParameters) -> LoraConfig:
@@ -97,8 +103,8 @@ def build_lora_config(hp: HyperParameters) -> LoraConfig:
     )
 
 
-def build_bnb_config(hp: HyperParameters) -> BitsAndBytesConfig:
-    """4-bit NF4 with double quantisation; compute in ``hp.compute_dtype``."""
+def build_bnb_config(compute_dtype: str) -> BitsAndBytesConfig:
+    """4-bit NF4 with double quantisation; compute in ``compute_dtype`` (as planned)."""
     import torch
     from transformers import BitsAndBytesConfig
 
@@ -106,7 +112,7 @@ def build_bnb_config(hp: HyperParameters) -> BitsAndBytesConfig:
         load_in_4bit=True,
         bnb_4bit_quant_type="nf4",
         bnb_4bit_use_double_quant=True,
-        bnb_4bit_compute_dtype=getattr(torch, hp.compute_dtype),
+        bnb_4bit_compute_dtype=getattr(torch, compute_dtype),
     )
 
 
@@ -196,8 +202,8 @@ def load_model(
     tokenizer.padding_side = "right"
     model = AutoModelForCausalLM.from_pretrained(
         base_model,
-        quantization_config=build_bnb_config(hp) if plan.use_4bit else None,
-        torch_dtype=getattr(torch, hp.compute_dtype) if plan.use_cuda else torch.float32,
+        quantization_config=build_bnb_config(plan.compute_dtype) if plan.use_4bit else None,
+        torch_dtype=getattr(torch, plan.compute_dtype),
         device_map={"": 0} if plan.use_cuda else None,
     )
     model.config.use_cache = False  # incompatible with gradient checkpointing
@@ -322,7 +328,9 @@ def fine_tune(
 
     import torch
 
-    plan = plan_run(hp, torch.cuda.is_available())
+    cuda = torch.cuda.is_available()
+    # native bfloat16 only: torch also answers yes where it would emulate it (a T4)
+    plan = plan_run(hp, cuda, cuda and torch.cuda.is_bf16_supported(including_emulation=False))
     if not plan.needs_bitsandbytes:
         skip_bitsandbytes()
     quiet = quiet_progress_bars()
@@ -345,6 +353,9 @@ def fine_tune(
     )
     with timed("loading the base model"):
         model, tokenizer = load_model(source, hp, plan)
+    # what the adapter is trained on, exactly: the hub's commit, or a content hash of the folder
+    revision = model_revision(base_model, getattr(model.config, "_commit_hash", None))
+    logger.info("base model %s at revision %s", base_model, revision)
     timing.mark("load")
     check_only_lora_trainable(model)
     trainable, total = count_parameters(model)
@@ -375,6 +386,7 @@ def fine_tune(
                 f"too little text to pack into sequences of {hp.max_seq_length} tokens: "
                 "use more rows, a larger validation_fraction, or --packing false"
             ) from error
+        trainer.add_callback(stop_on_non_finite())
         if quiet:  # a log, not a terminal: progress lines instead of a bar and printed dicts
             trainer.remove_callback(PrinterCallback)
             trainer.add_callback(
@@ -389,9 +401,12 @@ def fine_tune(
             train_output = trainer.train(resume_from_checkpoint=resume)
         eval_metrics = trainer.evaluate()
         _close_tensorboard(trainer)
-        metrics = {
+        losses = {
             "train_loss": float(train_output.training_loss),
             "eval_loss": float(eval_metrics["eval_loss"]),
+        }
+        metrics = {
+            **losses,
             "train_runtime_s": float(train_output.metrics["train_runtime"]),
             "train_samples_per_second": float(train_output.metrics["train_samples_per_second"]),
             "train_steps": float(train_output.global_step),
@@ -403,9 +418,11 @@ def fine_tune(
             "peak_memory_mb": _peak_memory_mb(plan.use_cuda),
             **hp.numeric(),
         }
-        for name in ("train_loss", "eval_loss"):
-            if not math.isfinite(metrics[name]):
-                logger.warning("%s is %s: training diverged", name, metrics[name])
+        try:
+            check_converging(trainer.state.log_history, losses, hp)
+        except StepError:
+            shutil.rmtree(checkpoints, ignore_errors=True)  # nothing worth resuming from
+            raise
         # the adapter names the base as the user gave it (gs://…, a hub id), not a local copy
         for config in trainer.model.peft_config.values():
             config.base_model_name_or_path = base_model
@@ -417,6 +434,8 @@ def fine_tune(
             "adapter": "lora",
             "quantized_4bit": plan.use_4bit,
             "optim": plan.optim,  # as used: adamw_torch where the 8-bit optimizer needs CUDA
+            "compute_dtype_used": plan.compute_dtype,
+            "base_model_revision": revision,
         }
         (model_output / "hyperparameters.json").write_text(json.dumps(model_metadata, indent=2))
         (model_output / "training_metrics.json").write_text(json.dumps(metrics, indent=2))

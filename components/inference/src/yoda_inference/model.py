@@ -10,8 +10,8 @@ from typing import Any
 
 from yoda_step_io import StepError, outputs_in_place, timing
 from yoda_step_io.gcs import download_prefix
-from yoda_step_io.libraries import quiet_progress_bars, skip_bitsandbytes
-from yoda_step_io.models import resolve_model
+from yoda_step_io.libraries import device_compute_dtype, quiet_progress_bars, skip_bitsandbytes
+from yoda_step_io.models import check_revision, resolve_model
 
 logger = logging.getLogger(__name__)
 
@@ -64,6 +64,22 @@ def adapter_base_model(model_dir: Path) -> str:
     return str(base)
 
 
+def trained_revision(model_dir: Path) -> str | None:
+    """The base model revision the adapter was trained on (``hyperparameters.json``)."""
+    path = model_dir / "hyperparameters.json"
+    if not path.is_file():
+        return None
+    try:
+        revision = json.loads(path.read_text(encoding="utf-8")).get("base_model_revision")
+    except json.JSONDecodeError as error:
+        raise StepError(f"{path} is not valid JSON: {error}") from error
+    return None if revision in (None, "unknown") else str(revision)
+
+
+def _is_folder(base_model: str) -> bool:
+    return base_model.startswith("gs://") or Path(base_model).is_dir()
+
+
 def use_4bit(quantization: str, cuda_available: bool) -> bool:
     """4-bit where asked (needs CUDA) or where ``auto`` finds CUDA; full precision otherwise."""
     if quantization not in QUANTIZATION_MODES:
@@ -96,7 +112,8 @@ def load_finetuned(
     timing.mark("imports")
 
     cuda = torch.cuda.is_available()
-    dtype = getattr(torch, compute_dtype) if cuda else torch.float32
+    used = device_compute_dtype(compute_dtype)  # float32 on a CPU; no bfloat16 on a T4
+    dtype = getattr(torch, used)
     quantization_config = (
         BitsAndBytesConfig(
             load_in_4bit=True,
@@ -107,15 +124,24 @@ def load_finetuned(
         if four_bit
         else None
     )
+    expected = trained_revision(model_dir)
+    pinned = {"revision": expected} if expected and not _is_folder(base_model) else {}
     try:
         base = AutoModelForCausalLM.from_pretrained(
             resolve_model(base_model),  # gs:// -> the /gcs mount or a local copy
+            **pinned,  # a hub model: exactly the commit the adapter was trained on
             quantization_config=quantization_config,
             torch_dtype=dtype,
             device_map={"": 0} if cuda else None,
         )
     except OSError as error:
         raise StepError(f"cannot load base model {base_model}: {error}") from error
+    if expected:
+        check_revision(base_model, expected, getattr(base.config, "_commit_hash", None))
+    else:
+        logger.warning(
+            "%s records no base model revision: %s is used as it is", model_dir, base_model
+        )
     model = PeftModel.from_pretrained(base, str(model_dir)).eval()
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     tokenizer.padding_side = "left"

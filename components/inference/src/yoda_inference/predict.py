@@ -15,6 +15,7 @@ from yoda_inference.model import (
     check_mergeable,
     load_finetuned,
     merge_adapter,
+    trained_revision,
     use_4bit,
 )
 from yoda_step_io import StepError, outputs_in_place
@@ -184,8 +185,10 @@ def predict_test_set(
         if base_predictions_path is not None:
             base_texts = base_answers.texts if base_answers else []
             write_predictions(base_predictions_path, pairs[: len(base_texts)], base_texts)
+    revision = {"base_model_revision": trained_revision(model_dir) or "unknown"}
     metadata = {
         "base_model": base,
+        **revision,
         "adapter": "merged" if merge else "on",
         **tuned.metadata(params),
     }
@@ -193,7 +196,8 @@ def predict_test_set(
     warn_if_degenerate(logger, "fine-tuned model", counts, len(pairs))
     base_metadata: dict[str, Any] = {"rows": 0, "skipped": "with_base_model is false"}
     if base_answers is not None:
-        base_metadata = {"base_model": base, "adapter": "disabled", **base_answers.metadata(params)}
+        base_metadata = {"base_model": base, **revision, "adapter": "disabled",
+                         **base_answers.metadata(params)}  # fmt: skip
         counts = {k: base_metadata[k] for k in counts}
         warn_if_degenerate(logger, "base model", counts, len(pairs))
     logger.info("wrote %d predictions to %s", len(pairs), predictions_path)

@@ -5,7 +5,47 @@ from __future__ import annotations
 import os
 import sys
 
+from yoda_step_io.cli import StepError
 from yoda_step_io.progress import interactive
+
+#: Compute dtypes a step accepts; ``auto`` is bfloat16 where the GPU has it, else float16.
+COMPUTE_DTYPES = ("auto", "float16", "bfloat16", "float32")
+
+
+def compute_dtype_for(requested: str, cuda: bool, bf16_supported: bool) -> str:
+    """The compute dtype this device really gets, checked before any model loads.
+
+    A CPU computes in float32 whatever was asked (the full-precision fallback). On a GPU without
+    bfloat16 (a T4), ``bfloat16`` is refused (it would be emulated, slowly, without a word) and
+    ``auto`` becomes float16.
+
+    Raises:
+        StepError: an unknown dtype, or bfloat16 on a GPU without it.
+    """
+    if requested not in COMPUTE_DTYPES:
+        raise StepError(
+            f"compute_dtype must be one of {', '.join(COMPUTE_DTYPES)}, got {requested!r}"
+        )
+    if not cuda:
+        return "float32"
+    if requested == "auto":
+        return "bfloat16" if bf16_supported else "float16"
+    if requested == "bfloat16" and not bf16_supported:
+        raise StepError(
+            "compute_dtype bfloat16: this GPU has no bfloat16 (a T4 or older): pass float16 "
+            "(the fast choice there), float32, or auto"
+        )
+    return requested
+
+
+def device_compute_dtype(requested: str) -> str:
+    """:func:`compute_dtype_for` on this machine's device (torch imported here)."""
+    import torch
+
+    cuda = torch.cuda.is_available()
+    # native bfloat16 only: torch also answers yes where it would emulate it (a T4)
+    native = cuda and torch.cuda.is_bf16_supported(including_emulation=False)
+    return compute_dtype_for(requested, cuda, native)
 
 
 def skip_bitsandbytes() -> None:

@@ -12,7 +12,8 @@ import logging
 import os
 from pathlib import Path
 
-from yoda_step_io.gcs import download_prefix, split_gs_uri
+from yoda_step_io.cli import StepError
+from yoda_step_io.gcs import download_prefix, split_gs_uri, storage_client
 
 logger = logging.getLogger(__name__)
 
@@ -51,3 +52,61 @@ def resolve_model(name_or_uri: str) -> str:
         download_prefix(name_or_uri.rstrip("/"), local)
         complete.touch()
     return str(local)
+
+
+def folder_revision(folder: Path) -> str:
+    """``sha256:<hex>`` of a model folder's files (names and contents; hidden files left out)."""
+    digest = hashlib.sha256()
+    files = sorted(
+        path
+        for path in folder.rglob("*")
+        if path.is_file()
+        and not any(part.startswith(".") for part in path.relative_to(folder).parts)
+    )
+    for path in files:
+        content = hashlib.sha256()
+        with path.open("rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                content.update(block)
+        digest.update(f"{path.relative_to(folder).as_posix()}\0{content.hexdigest()}\n".encode())
+    return f"sha256:{digest.hexdigest()}"
+
+
+def gcs_revision(uri: str) -> str:
+    """``crc32c:<hex>`` of the objects under a ``gs://`` folder (names and the checksums Cloud
+    Storage keeps): the copy's identity without reading gigabytes through the mount."""
+    bucket, key = split_gs_uri(uri.rstrip("/"))
+    prefix = f"{key}/" if key else ""
+    lines = sorted(
+        f"{blob.name[len(prefix) :]}\t{blob.crc32c}\n"
+        for blob in storage_client().list_blobs(bucket, prefix=prefix)
+        if not blob.name.endswith("/")
+    )
+    if not lines:
+        raise StepError(f"no files found under {uri}: check the base model's URI")
+    return f"crc32c:{hashlib.sha256(''.join(lines).encode()).hexdigest()}"
+
+
+def model_revision(name_or_uri: str, commit: str | None = None) -> str:
+    """The revision a base model was loaded at: the hub's commit hash (``commit``, as
+    transformers resolved it), or a content hash of a local or ``gs://`` folder."""
+    if name_or_uri.startswith("gs://"):
+        return gcs_revision(name_or_uri)
+    if Path(name_or_uri).is_dir():
+        return folder_revision(Path(name_or_uri))
+    return commit or "unknown"
+
+
+def check_revision(name_or_uri: str, expected: str, commit: str | None = None) -> str:
+    """The base model's current revision, which must be the one the adapter was trained on.
+
+    Raises:
+        StepError: another revision (the hub moved on, the folder or bucket copy changed).
+    """
+    actual = model_revision(name_or_uri, commit)
+    if actual != expected:
+        raise StepError(
+            f"the base model {name_or_uri} is at revision {actual}, but the adapter was trained "
+            f"on revision {expected}: load that revision (or retrain on this one)"
+        )
+    return actual
