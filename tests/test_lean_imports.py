@@ -1,12 +1,12 @@
-"""No step imports what it does not use: `--help` and a bad flag import no ML library, and a
-CPU run imports no bitsandbytes (and inference no compiler stack). Timings live in `make bench`;
-these tests check the imports that cause them."""
+"""No step imports what it does not use: `--help` and a bad flag import no ML library. (That a
+CPU run imports no bitsandbytes, and inference no compiler stack, is checked on the shared local
+run's step processes: tests/test_local_run.py.) Timings live in `make bench`; these tests check
+the imports that cause them."""
 
 from __future__ import annotations
 
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
@@ -40,24 +40,3 @@ def imported_after(module: str, args: list[str], watch: tuple[str, ...]) -> list
 @pytest.mark.parametrize("args", [["--help"], ["--no-such-flag"]])
 def test_help_and_bad_flags_import_no_ml_library(module: str, args: list[str]) -> None:
     assert imported_after(module, args, HEAVY) == []
-
-
-def test_cpu_inference_imports_neither_bitsandbytes_nor_the_compiler(
-    tuned_model_dir: Path, sample_test_jsonl: Path, tmp_path: Path
-) -> None:
-    args = ["--model-dir", str(tuned_model_dir), "--test-dataset", str(sample_test_jsonl),
-            "--predictions-output", str(tmp_path / "predictions"), "--quantization", "auto",
-            "--max-new-tokens", "2"]  # fmt: skip
-    watched = ("torch", "bitsandbytes", "torch._dynamo", "torch.distributed.fsdp")
-    assert imported_after("yoda_inference.cli", args, watched) == ["torch"]
-    assert (tmp_path / "predictions").is_file()
-
-
-def test_cpu_fine_tuning_imports_no_bitsandbytes(
-    tiny_model_dir: Path, sample_train_jsonl: Path, tmp_path: Path
-) -> None:
-    args = ["--train-dataset", str(sample_train_jsonl), "--model-output", str(tmp_path / "model"),
-            "--metrics-output", str(tmp_path / "metrics"), "--base-model", str(tiny_model_dir),
-            "--quantization", "auto", "--max-steps", "1"]  # fmt: skip
-    assert imported_after("yoda_fine_tuning.cli", args, ("peft", "bitsandbytes")) == ["peft"]
-    assert (tmp_path / "model" / "adapter_model.safetensors").is_file()

@@ -149,6 +149,15 @@ def test_every_step_ran_under_the_gcsfuse_guard_and_renamed_no_directory(
     # Outside the "mount", libraries may fall back by themselves (datasets' cache moves its
     # folder with shutil.move, which copies when the rename fails); on it, nothing is refused.
     assert [line for line in lines if " refused " in line and str(runs_dir) in line] == []
+    # no step imports what it does not use (a CPU run quantises nothing; inference compiles and
+    # shards nothing): the guard records what each process had imported when it ended
+    scripts = {line.split()[0]: line for line in started}
+    ended = {line.split()[0]: line for line in lines if " exit imported [" in line}
+    for pid, line in scripts.items():
+        imported = ended[pid].rsplit("[", 1)[1].rstrip("]").split()
+        assert "bitsandbytes" not in imported, line
+        if "yoda-inference" in line:
+            assert imported == [], line
     # the Trainer wrote and rotated its checkpoints (save_total_limit) on the guarded "mount"
     assert any(re.search(r" rmtree .*/model-checkpoints/checkpoint-\d+$", line) for line in lines)
 

@@ -16,7 +16,7 @@ import pytest
 from yoda_fine_tuning.hyperparams import HyperParameters
 from yoda_fine_tuning.train import fine_tune, last_complete_checkpoint
 
-STEPS, EVERY = 40, 5
+STEPS, EVERY = 20, 5
 
 
 def test_the_newest_complete_checkpoint_is_taken(tmp_path: Path) -> None:

@@ -10,12 +10,14 @@ Renames then behave as on Vertex AI's gcsfuse mount (flat bucket, default flags)
 
 Each process records in ``$YODA_FUSE_GUARD_LOG`` that it is guarded, every rename it made or was
 refused, and every tree it removed (the Trainer's checkpoint rotation among them), so a test can
-check that the guard was really in place.
+check that the guard was really in place; and, at exit, which of the heavy optional modules it
+imported (:data:`WATCHED`), so a test can check that no step imports what it does not use.
 """
 
 # os.path, not pathlib: this runs at every interpreter start-up (pyproject.toml lets PTH pass).
 from __future__ import annotations
 
+import atexit
 import errno
 import functools
 import os
@@ -24,6 +26,8 @@ import sys
 from typing import Any
 
 _ROOT = os.path.realpath(os.environ.get("YODA_FUSE_GUARD_ROOT", "/gcs"))
+#: Modules a step should import only where it uses them.
+WATCHED = ("bitsandbytes", "torch._dynamo", "torch.distributed.fsdp")
 _LOG = os.environ.get("YODA_FUSE_GUARD_LOG", "")
 
 
@@ -68,3 +72,9 @@ if not getattr(os, "_yoda_fuse_guard", False):
     shutil.rmtree = _recorded_rmtree(shutil.rmtree)  # type: ignore[assignment]
     os._yoda_fuse_guard = True  # type: ignore[attr-defined]
     _record(f"guarded {' '.join(getattr(sys, 'argv', []) or ['?'])}")
+
+    def _imported() -> None:
+        loaded = [name for name in WATCHED if sys.modules.get(name) is not None]
+        _record(f"exit imported [{' '.join(loaded)}]")
+
+    atexit.register(_imported)
