@@ -29,6 +29,7 @@ TASKS = {
     "inference-component": "inference",
     "evaluation-component": "evaluation",
     "report-component": "report",
+    "gate-component": "quality gate",
 }
 _KFP = re.compile(
     r"^(\d\d:\d\d:\d\d\.\d{3}) - \w+ - (?:Executing task '([^']+)'|Task '([^']+)' finished)"

@@ -158,18 +158,19 @@ def cloud_problems(settings: PipelineSettings) -> list[str]:
     return problems
 
 
-def validate_for_cloud(settings: PipelineSettings) -> None:
-    """Raise :class:`CloudSettingsError` listing every problem, or return quietly."""
-    problems = cloud_problems(settings)
+def _refuse(problems: list[str]) -> None:
     if problems:
         raise CloudSettingsError("; ".join(problems))
+
+
+def validate_for_cloud(settings: PipelineSettings) -> None:
+    """Raise :class:`CloudSettingsError` listing every problem, or return quietly."""
+    _refuse(cloud_problems(settings))
 
 
 def validate_for_endpoint(settings: PipelineSettings) -> None:
     """As :func:`validate_for_cloud`, for the endpoint commands."""
-    problems = endpoint_problems(settings)
-    if problems:
-        raise CloudSettingsError("; ".join(problems))
+    _refuse(endpoint_problems(settings))
 
 
 def pipeline_root(settings: PipelineSettings) -> str:

@@ -60,6 +60,20 @@ class Decision:
         }
 
 
+def read_aggregates(folder: Path) -> dict[str, float]:
+    """The evaluation's aggregates (``metrics.json`` of its Metrics artifact).
+
+    Raises:
+        StepError: the file is missing or not JSON.
+    """
+    path = folder / "metrics.json"
+    try:
+        aggregates: dict[str, float] = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as error:
+        raise StepError(f"cannot read the evaluation's aggregates {path}: {error}") from error
+    return aggregates
+
+
 def decide(aggregates: Mapping[str, float], thresholds: Thresholds) -> Decision:
     """Check the fine-tuned mean against the floor and each scored baseline.
 
@@ -119,11 +133,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         check_writable(args.decision_output, args.passed_output)
         thresholds = Thresholds(args.metric, args.min_uplift_vs_base, args.min_uplift_vs_echo,
                                 args.min_score)  # fmt: skip
-        path = args.evaluation_metrics / "metrics.json"
-        try:
-            aggregates = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, json.JSONDecodeError) as error:
-            raise StepError(f"cannot read the evaluation's aggregates {path}: {error}") from error
+        aggregates = read_aggregates(args.evaluation_metrics)
         decision = decide(aggregates, thresholds)
         verdict = (
             "passed: registering the model" if decision.passed else "not passed: no registration"

@@ -11,7 +11,6 @@ were scored. The step outputs the registered version as a ``google.VertexModel``
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import re
 from collections.abc import Mapping, Sequence
@@ -19,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from yoda_registry.gate import read_aggregates
 from yoda_step_io import (
     StepError,
     add_executor_input_flag,
@@ -189,11 +189,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         import os
 
         executor_input = load_executor_input(args.executor_input)
-        path = args.evaluation_metrics / "metrics.json"
-        try:
-            aggregates = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, json.JSONDecodeError) as error:
-            raise StepError(f"cannot read the evaluation's aggregates {path}: {error}") from error
+        aggregates = read_aggregates(args.evaluation_metrics)
         registered = register_model(
             args.model_uri, aggregates, project=args.project, location=args.location,
             display_name=args.display_name, serving_image=args.serving_image,
