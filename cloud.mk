@@ -86,7 +86,7 @@ LOCAL_REGISTRY_STORAGE ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/yoda-phi3/regis
 DOCKER_IMAGE_LOCK ?= images/digests.docker.json
 
 .PHONY: build-images-local
-build-images-local: install ## Build the 4 images here, push them to a registry on 127.0.0.1, lock their digests, compile
+build-images-local: install ## Build the 5 images here, push them to a registry on 127.0.0.1, lock their digests, compile
 	bash images/local/build-local.sh $(LOCAL_REGISTRY) $(LOCAL_REGISTRY_STORAGE) $(DOCKER_IMAGE_LOCK)
 	$(UV) run --frozen yoda-pipeline compile --image-lock $(DOCKER_IMAGE_LOCK) --output build/pipeline.docker.yaml
 
