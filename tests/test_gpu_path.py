@@ -13,7 +13,7 @@ import pytest
 
 from yoda_fine_tuning.hyperparams import HyperParameters
 from yoda_fine_tuning.phi3_mini import PHI3_MINI, parameter_count, phi3_mini_config
-from yoda_fine_tuning.recipes import RECIPES, tokens_per_step
+from yoda_fine_tuning.recipes import RECIPES
 from yoda_fine_tuning.train import build_sft_config, plan_run
 from yoda_inference.predict import GenerationParameters, predict_test_set
 from yoda_pipeline.offline import offline_settings
@@ -51,7 +51,7 @@ def test_every_recipe_is_a_valid_run_of_the_real_step(name: str, tmp_path: Path)
     config = build_sft_config(recipe, plan, tmp_path / "out", tmp_path / "logs")
     assert config.gradient_checkpointing is recipe.gradient_checkpointing
     assert config.per_device_train_batch_size == recipe.per_device_train_batch_size
-    assert tokens_per_step(recipe) == recipe.per_device_train_batch_size * recipe.max_seq_length
+    assert recipe.tokens_per_step() == recipe.per_device_train_batch_size * recipe.max_seq_length
 
 
 def test_the_article_and_the_default_differ_only_in_compute_dtype() -> None:

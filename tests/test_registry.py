@@ -58,6 +58,15 @@ def test_the_gate_says_what_it_could_not_compare() -> None:
         decide(GOOD, Thresholds(metric="bleu"))
 
 
+def test_pipeline_gate_defaults_match_the_step() -> None:
+    """The compiled pipeline's gate (settings) and `yoda-gate` run by hand must not drift."""
+    settings, thresholds = PipelineSettings(), Thresholds()
+    assert (settings.gate_metric, settings.gate_min_uplift_vs_base,
+            settings.gate_min_uplift_vs_echo, settings.gate_min_score) == (
+        thresholds.metric, thresholds.min_uplift_vs_base, thresholds.min_uplift_vs_echo,
+        thresholds.min_score)  # fmt: skip
+
+
 def test_gate_cli_writes_the_decision_and_the_condition(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -7,10 +7,8 @@ from __future__ import annotations
 import csv
 import json
 import os
-import socket
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -18,17 +16,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from local_servers import free_port, wait_until_serving
 
 from yoda_inference.predict import GenerationParameters, predict_test_set
 from yoda_inference.serve import BadRequestError, parse_request
 
 SENTENCES = ["The Force is strong with you.", "I like green tea.", "We walked home."]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def call(url: str, body: bytes | None = None) -> tuple[int, dict[str, Any]]:
@@ -52,17 +45,9 @@ def server(tuned_model_dir: Path) -> Iterator[str]:
                                stderr=subprocess.PIPE, text=True)  # fmt: skip
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                if call(f"{url}/health")[0] == 200:
-                    break
-            except OSError:
-                if process.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(
-                        f"yoda-serve did not come up: {process.stderr.read()}"
-                    ) from None
-                time.sleep(0.2)
+        wait_until_serving(f"{url}/health", "yoda-serve", timeout_s=120,
+                           alive=lambda: process.poll() is None,
+                           log=lambda: process.stderr.read() if process.stderr else "")  # fmt: skip
         yield url
     finally:
         process.terminate()

@@ -34,6 +34,7 @@ from yoda_pipeline.report import (
     EVALUATION_TASK,
     evaluation_results_location,
     format_report,
+    format_run_summary,
     gate_outcome,
     html_report,
     read_aggregates,
@@ -162,10 +163,10 @@ def report(source: str | None, by: str, top: int, settings: PipelineSettings) ->
     if aggregates:
         print(format_headline(aggregates), end="\n\n")
     print(format_report(read_results(location), by, top))
-    if run_dir is not None:
-        gate = gate_outcome(run_dir)
-        html = html_report(run_dir)
-        print("".join(f"\n{line}" for line in (gate, html and f"HTML report: {html}") if line))
+    if run_dir is not None:  # a local run: the gate's outcome and the HTML report, if any
+        tail = format_run_summary(None, html_report(run_dir), gate_outcome(run_dir))
+        if tail:
+            print(f"\n{tail}")
 
 
 def predict(model: str | None, sentences: list[str], settings: PipelineSettings) -> int:

@@ -20,7 +20,7 @@ from typing import Any
 
 from yoda_evaluation.charts import svg_histogram, svg_lines
 from yoda_step_io import StepError
-from yoda_step_io.scores import degenerate_rows, headline_rows, metric_names
+from yoda_step_io.scores import degenerate_rows, format_score, headline_rows, metric_names
 
 #: How many best and worst samples the report shows.
 TOP = 10
@@ -225,8 +225,7 @@ def render_markdown(inputs: ReportInputs) -> str:
     lines = ["# Yoda fine-tuning report", "", "| | " + " | ".join(names) + " |",
              "|---" * (len(names) + 1) + "|"]  # fmt: skip
     for label, values in headline_rows(inputs.aggregates):
-        signed = label.startswith("uplift")
-        cells = ["-" if v is None else (f"{v:+.3f}" if signed else f"{v:.3f}") for v in values]
+        cells = [format_score(value, label.startswith("uplift")) for value in values]
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
     lines += ["", "| degenerate answers | empty | one word repeated | cut |", "|---|---|---|---|"]
     for label, counts in degenerate_rows(inputs.aggregates):

@@ -88,6 +88,10 @@ class HyperParameters:
                 f"Phi-3's linear layers are {', '.join(PHI3_LINEAR_MODULES)}"
             )
 
+    def tokens_per_step(self) -> int:
+        """Tokens in one optimizer step with packing: every row is ``max_seq_length`` tokens."""
+        return self.per_device_train_batch_size * self.max_seq_length
+
     def as_dict(self) -> dict[str, Any]:
         """JSON-friendly values (target modules as a comma-separated string)."""
         values = dataclasses.asdict(self)

@@ -28,8 +28,3 @@ RECIPES: dict[str, HyperParameters] = {
         DEFAULT, gradient_checkpointing=False, optim="adamw_torch_fused"
     ),
 }
-
-
-def tokens_per_step(hp: HyperParameters) -> int:
-    """Tokens in one optimizer step with packing: every row is ``max_seq_length`` real tokens."""
-    return hp.per_device_train_batch_size * hp.max_seq_length

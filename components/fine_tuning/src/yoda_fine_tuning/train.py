@@ -23,7 +23,12 @@ from yoda_fine_tuning.hyperparams import HyperParameters
 from yoda_fine_tuning.logs import progress_callback
 from yoda_step_io import StepError, outputs_in_place, timed, timing
 from yoda_step_io.conversations import Conversation, read_conversations
-from yoda_step_io.libraries import compute_dtype_for, quiet_progress_bars, skip_bitsandbytes
+from yoda_step_io.libraries import (
+    compute_dtype_for,
+    device_support,
+    quiet_progress_bars,
+    skip_bitsandbytes,
+)
 from yoda_step_io.models import model_revision, resolve_model
 
 if TYPE_CHECKING:
@@ -326,11 +331,7 @@ def fine_tune(
     """Train a LoRA adapter on ``train_path``; write the Model and Metrics outputs or neither."""
     hp.validate()  # before importing torch and friends: a bad value fails in a blink
 
-    import torch
-
-    cuda = torch.cuda.is_available()
-    # native bfloat16 only: torch also answers yes where it would emulate it (a T4)
-    plan = plan_run(hp, cuda, cuda and torch.cuda.is_bf16_supported(including_emulation=False))
+    plan = plan_run(hp, *device_support())  # imports torch
     if not plan.needs_bitsandbytes:
         skip_bitsandbytes()
     quiet = quiet_progress_bars()
@@ -389,9 +390,7 @@ def fine_tune(
         trainer.add_callback(stop_on_non_finite())
         if quiet:  # a log, not a terminal: progress lines instead of a bar and printed dicts
             trainer.remove_callback(PrinterCallback)
-            trainer.add_callback(
-                progress_callback(hp.per_device_train_batch_size * hp.max_seq_length)
-            )
+            trainer.add_callback(progress_callback(hp.tokens_per_step()))
         resume = last_complete_checkpoint(checkpoints)
         if resume:
             # transformers 4.46 + torch >= 2.6: the RNG state needs a full (not weights-only) load

@@ -8,26 +8,15 @@
 from __future__ import annotations
 
 import argparse
-import hashlib
 from collections.abc import Sequence
 from pathlib import Path
 
 from yoda_inference.generation import build_prompt, extract_response, generate_batch
-from yoda_inference.model import adapter_base_model, download_model, load_finetuned, use_4bit
+from yoda_inference.model import load_for_answers
 from yoda_step_io import StepError, run_step, setup_logging
 
 #: How an empty answer is shown (the model ended its turn at once): not as blank lines.
 EMPTY_ANSWER = "(empty answer: the model ended its turn at once)"
-
-
-def local_copy(model_uri: str, cache_dir: Path) -> Path:
-    """A local directory holding the model: the path itself, or a cached download of gs://."""
-    if not model_uri.startswith("gs://"):
-        return Path(model_uri)
-    target = cache_dir / hashlib.sha256(model_uri.encode()).hexdigest()[:16]
-    if not (target / "adapter_config.json").is_file():
-        download_model(model_uri, target)
-    return target
 
 
 def answer(
@@ -41,12 +30,7 @@ def answer(
     """The model's (extracted) answer to each sentence."""
     if not sentences or not all(s.strip() for s in sentences):
         raise StepError("give at least one non-empty sentence to answer")
-    import torch
-
-    four_bit = use_4bit(quantization, torch.cuda.is_available())
-    model_dir = local_copy(model_uri, cache_dir)
-    base = adapter_base_model(model_dir)
-    model, tokenizer = load_finetuned(model_dir, base, four_bit=four_bit, compute_dtype="float16")
+    model, tokenizer = load_for_answers(model_uri, quantization, cache_dir)
     prompts = [build_prompt(tokenizer, sentence) for sentence in sentences]
     outputs, _ = generate_batch(model, tokenizer, prompts, max_new_tokens=max_new_tokens)
     return [extract_response(output) for output in outputs]

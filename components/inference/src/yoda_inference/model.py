@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import shutil
@@ -41,6 +42,17 @@ def download_model(model_uri: str, local_dir: str | Path) -> Path:
     with outputs_in_place(local_dir):
         shutil.copytree(source, local_dir)
     return local_dir
+
+
+def local_copy(model_uri: str, cache_dir: Path) -> Path:
+    """A local directory holding the Model artifact: the path itself, or a download of ``gs://``
+    into ``cache_dir`` (made once, reused after)."""
+    if not model_uri.startswith("gs://"):
+        return Path(model_uri)
+    target = cache_dir / hashlib.sha256(model_uri.encode()).hexdigest()[:16]
+    if not (target / ADAPTER_CONFIG).is_file():
+        download_model(model_uri, target)
+    return target
 
 
 def adapter_base_model(model_dir: Path) -> str:
@@ -173,3 +185,16 @@ def merge_adapter(model: Any, four_bit: bool) -> Any:
     merged = model.merge_and_unload()
     logger.info("merged the LoRA adapter into the base weights")
     return merged
+
+
+def load_for_answers(model_uri: str, quantization: str, cache_dir: Path) -> tuple[Any, Any]:
+    """A run's Model artifact (a folder or ``gs://``, see :func:`local_copy`) loaded to answer
+    with: the base model its adapter names, 4-bit where asked and CUDA is, plus the adapter; and
+    the tokenizer. What ``yoda-predict`` and ``yoda-serve`` answer with."""
+    import torch
+
+    four_bit = use_4bit(quantization, torch.cuda.is_available())  # refused before any download
+    model_dir = local_copy(model_uri, cache_dir)
+    return load_finetuned(
+        model_dir, adapter_base_model(model_dir), four_bit=four_bit, compute_dtype="float16"
+    )

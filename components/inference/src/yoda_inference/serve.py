@@ -114,20 +114,10 @@ def load_predictor(
     storage_uri: str, quantization: str, defaults: GenerationParameters
 ) -> Predictor:
     """Download the Model artifact (``gs://``) or take the local folder; load base + adapter."""
-    import torch
+    from yoda_inference.model import load_for_answers
 
-    from yoda_inference.model import adapter_base_model, download_model, load_finetuned, use_4bit
-
-    four_bit = use_4bit(quantization, torch.cuda.is_available())
-    model_dir = Path(storage_uri)
-    if storage_uri.startswith("gs://"):
-        model_dir = download_model(
-            storage_uri, Path(tempfile.mkdtemp(prefix="yoda-model-")) / "model"
-        )
-    model, tokenizer = load_finetuned(
-        model_dir, adapter_base_model(model_dir), four_bit=four_bit, compute_dtype="float16"
-    )
-    return Predictor(model, tokenizer, defaults)
+    cache = Path(tempfile.gettempdir()) / "yoda-serve-models"  # a restart reuses the download
+    return Predictor(*load_for_answers(storage_uri, quantization, cache), defaults)
 
 
 def make_handler(

@@ -28,6 +28,7 @@ from yoda_step_io import (
     setup_logging,
     write_executor_output,
 )
+from yoda_step_io.scores import metric_names
 
 logger = logging.getLogger(__name__)
 
@@ -82,11 +83,7 @@ def decide(aggregates: Mapping[str, float], thresholds: Thresholds) -> Decision:
     """
     name = thresholds.metric
     if f"{name}_mean" not in aggregates:
-        scored = sorted(
-            key.removesuffix("_mean")
-            for key in aggregates
-            if key.endswith("_mean") and not key.startswith(("base_", "echo_"))
-        )
+        scored = sorted(metric_names(aggregates))
         raise StepError(f"the evaluation has no {name}_mean: gate on one of {', '.join(scored)}")
     score = float(aggregates[f"{name}_mean"])
     reasons, passed = [], True

@@ -38,14 +38,19 @@ def compute_dtype_for(requested: str, cuda: bool, bf16_supported: bool) -> str:
     return requested
 
 
-def device_compute_dtype(requested: str) -> str:
-    """:func:`compute_dtype_for` on this machine's device (torch imported here)."""
+def device_support() -> tuple[bool, bool]:
+    """This machine's ``(cuda, native bfloat16)``, the facts :func:`compute_dtype_for` takes
+    (torch imported here)."""
     import torch
 
     cuda = torch.cuda.is_available()
     # native bfloat16 only: torch also answers yes where it would emulate it (a T4)
-    native = cuda and torch.cuda.is_bf16_supported(including_emulation=False)
-    return compute_dtype_for(requested, cuda, native)
+    return cuda, cuda and torch.cuda.is_bf16_supported(including_emulation=False)
+
+
+def device_compute_dtype(requested: str) -> str:
+    """:func:`compute_dtype_for` on this machine's device."""
+    return compute_dtype_for(requested, *device_support())
 
 
 def skip_bitsandbytes() -> None:

@@ -52,7 +52,8 @@ def degenerate_rows(aggregates: Mapping[str, float]) -> list[tuple[str, dict[str
     return rows
 
 
-def _cell(value: float | None, signed: bool) -> str:
+def format_score(value: float | None, signed: bool) -> str:
+    """A mean (``0.812``) or an uplift (``+0.123``); ``-`` where there is none."""
     if value is None:
         return "-"
     return f"{value:+.3f}" if signed else f"{value:.3f}"
@@ -65,7 +66,7 @@ def format_headline(aggregates: Mapping[str, float]) -> str:
     lines = [f"{'':<15}" + "".join(f"{n:>{w}}" for n, w in zip(names, widths, strict=True))]
     for label, values in headline_rows(aggregates):
         signed = label.startswith("uplift")
-        cells = (f"{_cell(v, signed):>{w}}" for v, w in zip(values, widths, strict=True))
+        cells = (f"{format_score(v, signed):>{w}}" for v, w in zip(values, widths, strict=True))
         lines.append(f"{label:<15}" + "".join(cells))
     samples = int(aggregates.get("samples", 0))
     for label, counts in degenerate_rows(aggregates):
