@@ -51,7 +51,11 @@ test: install ## Run the default test suite (no slow or GPU tests)
 
 .PHONY: test-slow
 test-slow: install ## Run the slow tests too (not the GPU or Docker ones)
-	$(UV) run --frozen pytest -m "not gpu and not docker"
+	$(UV) run --frozen pytest -m "not gpu and not docker and not learning"
+
+.PHONY: test-learning
+test-learning: install ## SmolLM2-135M learns Yoda through the whole pipeline on the full data set (minutes)
+	$(UV) run --frozen pytest -m learning -s
 
 .PHONY: test-docker
 test-docker: install ## Build the images here, run the pipeline in them, compare with run-local (needs Docker)
@@ -89,6 +93,10 @@ check-gcp: install ## Check the Google Cloud set-up: APIs, bucket, Artifact Regi
 .PHONY: bench
 bench: install ## Where the offline loop's time goes: one table, written to docs/benchmarks.md
 	$(UV) run --frozen python benchmarks/bench.py
+
+.PHONY: bench-serve
+bench-serve: install ## A bounded load test of yoda-serve on 127.0.0.1 (200 requests, 4 clients): latency, errors, memory
+	$(UV) run --frozen python benchmarks/bench_serve.py
 
 .PHONY: bench-gpu
 bench-gpu: install ## Fine-tuning recipes and inference modes on Phi-3-mini's architecture (needs CUDA)

@@ -167,3 +167,11 @@ def gcs(gcs_emulator_host: str, monkeypatch: pytest.MonkeyPatch) -> object:
 
     assert os.environ["STORAGE_EMULATOR_HOST"] == gcs_emulator_host
     return storage_client()
+
+
+@pytest.fixture(scope="session")
+def tiny_llama_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny Llama-architecture model with a ChatML template and no unk or pad token."""
+    from yoda_fine_tuning.tiny_model import make_tiny_model
+
+    return make_tiny_model(tmp_path_factory.mktemp("models") / "tiny-llama", family="llama")

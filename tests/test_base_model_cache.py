@@ -40,7 +40,7 @@ def test_a_gs_base_model_trains_and_answers_and_is_downloaded_once(
               hp=hp)  # fmt: skip
     config = json.loads((tmp_path / "model" / "adapter_config.json").read_text())
     assert config["base_model_name_or_path"] == cached, "the adapter names the gs:// base"
-    (copy,) = (tmp_path / "cache").iterdir()
+    (copy,) = (p for p in (tmp_path / "cache").iterdir() if not p.name.startswith("."))
     stamp = (copy / "config.json").stat().st_mtime_ns
     params = GenerationParameters(max_new_tokens=2)
     result = predict_test_set(tmp_path / "model", sample_test_jsonl, tmp_path / "p.csv",

@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from yoda_fine_tuning.architecture import DEFAULT_TARGETS
 from yoda_fine_tuning.cli import build_parser, hyperparameters_from_args, main
 from yoda_fine_tuning.hyperparams import HyperParameters
 from yoda_fine_tuning.train import (
@@ -26,7 +27,8 @@ from yoda_step_io import StepError
 def test_defaults_are_the_articles_recipe() -> None:
     hp = HyperParameters()
     assert (hp.lora_r, hp.lora_alpha, hp.lora_dropout) == (8, 16, 0.05)
-    assert set(hp.target_modules) == {"o_proj", "qkv_proj", "gate_up_proj", "down_proj"}
+    assert hp.target_modules == ("auto",)  # on Phi-3, the article's four (architecture.py)
+    assert DEFAULT_TARGETS["phi3"] == ("o_proj", "qkv_proj", "gate_up_proj", "down_proj")
     assert (hp.per_device_train_batch_size, hp.max_seq_length, hp.num_train_epochs) == (16, 64, 10)
     assert (hp.learning_rate, hp.optim, hp.logging_steps) == (3e-4, "paged_adamw_8bit", 10)
     assert hp.packing and hp.gradient_checkpointing and hp.auto_find_batch_size
@@ -60,7 +62,8 @@ def test_pipeline_settings_defaults_match_the_step() -> None:
         ({"lora_dropout": 1.0}, "lora_dropout must be in [0, 1)"),
         ({"validation_fraction": 0.0}, "validation_fraction must be between 0 and 1"),
         ({"validation_fraction": 1.0}, "validation_fraction must be between 0 and 1"),
-        ({"target_modules": ("q_proj", "o_proj")}, "unknown LoRA target module(s) q_proj"),
+        ({"target_modules": ("auto", "o_proj")}, "or auto or all-linear alone"),
+        ({"target_modules": ("q-proj",)}, "q-proj is not a module name"),
         ({"target_modules": ()}, "(none given)"),
         ({"quantization": "8bit"}, "quantization must be one of 4bit, auto, none"),
         ({"compute_dtype": "int8"}, "compute_dtype must be one of"),
@@ -141,7 +144,7 @@ def test_cli_flags_map_to_hyperparameters() -> None:
     ("flags", "message"),
     [
         (["--lora-r", "0"], "error: lora_r must be > 0, got 0"),
-        (["--target-modules", "wq"], "error: unknown LoRA target module(s) wq"),
+        (["--target-modules", "wq,all-linear"], "error: target_modules wq,all-linear: give"),
         (["--validation-fraction", "2"], "error: validation_fraction must be between 0 and 1"),
         (["--quantization", "4bit"], "error: 4-bit quantisation needs a CUDA GPU"),
     ],
@@ -168,7 +171,7 @@ def test_cli_bad_hyperparameters_exit_2_without_output(
 
 def test_hyperparameters_as_dict_is_json() -> None:
     values = json.loads(json.dumps(HyperParameters().as_dict()))
-    assert values["target_modules"] == "o_proj,qkv_proj,gate_up_proj,down_proj"
+    assert values["target_modules"] == "auto"
     assert HyperParameters().numeric()["hp_lora_r"] == 8.0
 
 

@@ -6,6 +6,7 @@ import dataclasses
 import json
 import logging
 import math
+import os
 import re
 from pathlib import Path
 from typing import Any
@@ -13,6 +14,8 @@ from typing import Any
 import pytest
 
 from yoda_fine_tuning import train as train_module
+from yoda_fine_tuning.architecture import DEFAULT_TARGETS
+from yoda_fine_tuning.checkpoints import checkpoint_folder_for
 from yoda_fine_tuning.cli import main
 from yoda_fine_tuning.hyperparams import HyperParameters
 from yoda_fine_tuning.train import FineTuneResult, fine_tune
@@ -68,7 +71,7 @@ def test_adapter_reloads_with_peft_and_gives_the_same_logits(
             "hyperparameters.json"} <= {p.name for p in model_dir.iterdir()}  # fmt: skip
     config = json.loads((model_dir / "adapter_config.json").read_text())
     assert config["base_model_name_or_path"] == str(tiny_model_dir)
-    assert config["r"] == 8 and set(config["target_modules"]) == set(QUICK.target_modules)
+    assert config["r"] == 8 and set(config["target_modules"]) == set(DEFAULT_TARGETS["phi3"])
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     reloaded = PeftModel.from_pretrained(
         AutoModelForCausalLM.from_pretrained(tiny_model_dir), model_dir
@@ -143,23 +146,26 @@ def test_resumes_from_a_checkpoint(
     monkeypatch: pytest.MonkeyPatch,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    """A preempted run (checkpoints left behind) resumes where it stopped."""
-    monkeypatch.delenv("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", raising=False)  # restored afterwards
+    """A preempted run (checkpoints left behind) resumes where it stopped, its retry writing to
+    the same output paths; torch.load stays weights-only (no full unpickling is turned on)."""
+    monkeypatch.setenv("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", "1")  # unset by the step
     checkpoints = tmp_path / "checkpoints"
+    owned = checkpoint_folder_for(tmp_path / "m", checkpoints)
     hp = dataclasses.replace(QUICK, max_steps=2, logging_steps=1)
     with monkeypatch.context() as patch:  # keep the checkpoints, as a preempted run would
-        patch.setattr(train_module.shutil, "rmtree", lambda *a, **k: None)
-        fine_tune(sample_train_jsonl, tmp_path / "m1", tmp_path / "x1",
+        patch.setattr(train_module, "release_checkpoint_folder", lambda folder: None)
+        fine_tune(sample_train_jsonl, tmp_path / "m", tmp_path / "x",
                   base_model=str(tiny_model_dir), hp=hp, checkpoint_dir=checkpoints)  # fmt: skip
-    assert (checkpoints / "checkpoint-2").is_dir()
+    assert (owned / "checkpoint-2").is_dir()
     with caplog.at_level(logging.INFO):
         result = fine_tune(
-            sample_train_jsonl, tmp_path / "m2", tmp_path / "x2", base_model=str(tiny_model_dir),
+            sample_train_jsonl, tmp_path / "m", tmp_path / "x", base_model=str(tiny_model_dir),
             hp=dataclasses.replace(hp, max_steps=4), checkpoint_dir=checkpoints,
         )  # fmt: skip
-    assert f"resuming from checkpoint {checkpoints / 'checkpoint-2'}" in caplog.text
+    assert f"resuming from checkpoint {owned / 'checkpoint-2'}" in caplog.text
+    assert "TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD" not in os.environ
     assert result.metrics["train_steps"] == 4
-    assert not checkpoints.exists()
+    assert not owned.exists() and checkpoints.is_dir()
 
 
 def write_lines(path: Path, lines: list[Any]) -> Path:
@@ -269,7 +275,10 @@ def test_a_diverged_run_fails_and_publishes_no_model(
     capsys: pytest.CaptureFixture[str],
 ) -> None:  # fmt: skip
     """An absurd learning rate drives the tiny model's loss to NaN: one error line, exit 2, no
-    Model or Metrics output, no checkpoint to resume from."""
+    Model or Metrics output, no checkpoint to resume from; the user's files beside the
+    checkpoints are left alone."""
+    (tmp_path / "checkpoints").mkdir()
+    (tmp_path / "checkpoints" / "unrelated.txt").write_text("not the step's")
     with pytest.raises(SystemExit) as exit_info:
         main(["--train-dataset", str(sample_train_jsonl), "--base-model", str(tiny_model_dir),
               "--model-output", str(tmp_path / "model"), "--metrics-output", str(tmp_path / "m"),
@@ -281,7 +290,8 @@ def test_a_diverged_run_fails_and_publishes_no_model(
         r"error: training diverged: the (validation|training) loss is (nan|-?inf) at step \d+, "
         r"so no model is published: try a lower learning_rate \(now 10000\) or compute_dtype "
         r"float32 \(now float16\)", line)  # fmt: skip
-    assert sorted(p.name for p in tmp_path.iterdir()) == []
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoints"]
+    assert [p.name for p in (tmp_path / "checkpoints").iterdir()] == ["unrelated.txt"]
 
 
 def test_first_non_finite_names_the_loss_and_the_step() -> None:

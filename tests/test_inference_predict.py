@@ -255,8 +255,8 @@ def test_quick_check_command_answers_from_gcs(
     out = capsys.readouterr().out
     assert out.startswith("> The Force is strong.\n") and "\n> Hi there.\n" in out
     assert "<|" not in out
-    (cached,) = (tmp_path / "cache").iterdir()
-    assert (cached / "adapter_config.json").is_file()
+    (cached,) = (p for p in (tmp_path / "cache").iterdir() if not p.name.startswith("."))
+    assert (cached / "adapter_config.json").is_file() and (cached / ".download-complete").is_file()
 
 
 def test_quick_check_refuses_empty_sentences(

@@ -307,6 +307,42 @@ def test_the_html_report_in_a_real_browser(default_run: Path, tmp_path: Path) ->
     assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and shot.stat().st_size > 10_000
 
 
+#: Appended to a copy of the report: how the headline table lays out, written into the DOM.
+MEASURE = """<script>
+const table = document.getElementById("headline");
+const cells = [...table.querySelectorAll("th")].filter((th) => th.textContent.trim());
+const wrapped = cells.filter((th) => {
+  const range = document.createRange(); range.selectNodeContents(th);
+  return range.getClientRects().length > 1;
+}).map((th) => th.textContent);
+document.body.dataset.layout = JSON.stringify({wrapped,
+  table: table.getBoundingClientRect().right, page: document.documentElement.scrollWidth,
+  width: window.innerWidth});
+</script>"""
+
+
+@pytest.mark.parametrize("width", [800, 1280])
+def test_the_headline_table_reads_in_a_narrow_pane(
+    default_run: Path, tmp_path: Path, width: int
+) -> None:
+    """Vertex AI's "View HTML" pane and a laptop window are narrow: at 800 and 1280 px every
+    label of the headline table sits on one line and nothing scrolls sideways."""
+    html = task_dir(default_run, "report-component") / "html"
+    page = tmp_path / "report.html"
+    page.write_text(html.read_text(encoding="utf-8").replace("</body>", MEASURE + "</body>"))
+    flags = [chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
+             "--disable-background-networking", "--disable-component-update", "--disable-sync",
+             "--hide-scrollbars", f"--window-size={width},1200"]  # fmt: skip
+    rendered = subprocess.run([*flags, "--dump-dom", page.as_uri()], capture_output=True,
+                              text=True, timeout=120)  # fmt: skip
+    found = re.search(r'data-layout="([^"]*)"', rendered.stdout)
+    assert found, rendered.stderr[-2000:]
+    layout = json.loads(found.group(1).replace("&quot;", '"'))
+    assert layout["width"] == width
+    assert layout["wrapped"] == [], f"labels broken over lines at {width} px"
+    assert layout["table"] <= width and layout["page"] <= width, layout
+
+
 def test_each_run_has_its_own_folder_and_cli_overrides_apply(
     default_run: Path, override_run: Path, runs_dir: Path
 ) -> None:

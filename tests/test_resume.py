@@ -13,8 +13,13 @@ from pathlib import Path
 
 import pytest
 
+from yoda_fine_tuning.checkpoints import (
+    CHECKPOINT_MARK,
+    checkpoint_folder_for,
+    last_complete_checkpoint,
+)
 from yoda_fine_tuning.hyperparams import HyperParameters
-from yoda_fine_tuning.train import fine_tune, last_complete_checkpoint
+from yoda_fine_tuning.train import fine_tune
 
 STEPS, EVERY = 20, 5
 
@@ -38,16 +43,20 @@ def test_a_killed_fine_tuning_resumes_and_ends_as_an_uninterrupted_one(
                "--metrics-output", str(tmp_path / "run" / "metrics"),
                "--checkpoint-dir", str(tmp_path / "checkpoints"), "--quantization", "auto",
                "--max-steps", str(STEPS), "--logging-steps", str(EVERY)]  # fmt: skip
+    (tmp_path / "checkpoints").mkdir()
+    (tmp_path / "checkpoints" / "unrelated.txt").write_text("not the step's")
+    owned = checkpoint_folder_for(tmp_path / "run" / "model", tmp_path / "checkpoints")
     first = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 120
-    while last_complete_checkpoint(tmp_path / "checkpoints") is None:
+    while last_complete_checkpoint(owned) is None:
         assert first.poll() is None, "the run ended before it could be killed"
         assert time.monotonic() < deadline, "no checkpoint within two minutes"
         time.sleep(0.02)
     first.send_signal(signal.SIGKILL)  # a preempted machine: no clean-up, no goodbye
     first.wait()
-    killed_at = last_complete_checkpoint(tmp_path / "checkpoints")
+    killed_at = last_complete_checkpoint(owned)
     assert killed_at is not None and int(killed_at.rsplit("-", 1)[1]) < STEPS
+    assert (owned / CHECKPOINT_MARK).is_file() and (owned.parent / "unrelated.txt").is_file()
 
     rerun = subprocess.run(command, capture_output=True, text=True, timeout=300,
                            env={**os.environ})  # fmt: skip
@@ -55,7 +64,8 @@ def test_a_killed_fine_tuning_resumes_and_ends_as_an_uninterrupted_one(
     assert "resuming from checkpoint" in rerun.stderr
     metrics = json.loads((tmp_path / "run" / "metrics" / "metrics.json").read_text())
     assert metrics["train_steps"] == STEPS
-    assert not (tmp_path / "checkpoints").exists(), "removed once the model is saved"
+    assert not owned.exists(), "the step's own checkpoints are removed once the model is saved"
+    assert [p.name for p in (tmp_path / "checkpoints").iterdir()] == ["unrelated.txt"]
 
     hp = HyperParameters(quantization="auto", max_steps=STEPS, logging_steps=EVERY)
     fine_tune(sample_train_jsonl, tmp_path / "whole" / "model", tmp_path / "whole" / "metrics",
@@ -71,9 +81,11 @@ def test_a_killed_fine_tuning_resumes_and_ends_as_an_uninterrupted_one(
 def test_a_rerun_replaces_what_a_killed_run_left(leftover: str, tmp_path: Path) -> None:
     """The killed run's half-written outputs are replaced, not mixed in (outputs_in_place)."""
     from yoda_step_io import outputs_in_place
+    from yoda_step_io.files import owner_mark, step_owner
 
     (tmp_path / leftover).mkdir()
     (tmp_path / leftover / "stale").write_text("from the killed run")
+    owner_mark(tmp_path / leftover).write_text(step_owner())  # written before the kill
     with outputs_in_place(tmp_path / leftover) as (path,):
         path.mkdir()
         (path / "fresh").write_text("new")

@@ -10,7 +10,7 @@ import pytest
 
 from yoda_step_io import (
     StepError,
-    check_writable,
+    check_outputs,
     load_executor_input,
     outputs_in_place,
     parse_bool,
@@ -79,7 +79,8 @@ def test_load_executor_input_is_optional() -> None:
 
 def test_outputs_in_place_replace_a_rerun_and_keep_what_succeeded(tmp_path: Path) -> None:
     file_out, dir_out = tmp_path / "a.txt", tmp_path / "model"
-    file_out.write_text("old")
+    with outputs_in_place(file_out) as (file_path,):
+        file_path.write_text("old")
     with outputs_in_place(file_out, dir_out) as (file_path, dir_path):
         assert (file_path, dir_path) == (file_out, dir_out)
         assert not file_out.exists(), "a rerun starts from a clean slate"
@@ -88,7 +89,12 @@ def test_outputs_in_place_replace_a_rerun_and_keep_what_succeeded(tmp_path: Path
         (dir_path / "weights").write_text("w")
     assert file_out.read_text() == "new"
     assert (dir_out / "weights").read_text() == "w"
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.txt", "model"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        ".a.txt.yoda-output",
+        ".model.yoda-output",
+        "a.txt",
+        "model",
+    ]
 
 
 def test_outputs_in_place_leave_nothing_on_error(tmp_path: Path) -> None:
@@ -118,20 +124,25 @@ def test_write_text_atomic_leaves_only_the_file(tmp_path: Path) -> None:
     assert list(target.parent.iterdir()) == [target]
 
 
-def test_check_writable_probes_and_cleans_up(tmp_path: Path) -> None:
-    check_writable(tmp_path / "a" / "train", tmp_path / "a" / "test", tmp_path / "b" / "model")
+def test_check_outputs_probes_and_cleans_up(tmp_path: Path) -> None:
+    check_outputs(tmp_path / "a" / "train", tmp_path / "a" / "test", tmp_path / "b" / "model")
     assert sorted(p.name for p in tmp_path.rglob("*")) == ["a", "b"]
 
 
-def test_check_writable_names_the_fix(tmp_path: Path) -> None:
+def test_check_outputs_names_the_fix(tmp_path: Path) -> None:
     (tmp_path / "ro").mkdir(mode=0o500)
-    if os.access(tmp_path / "ro", os.W_OK):  # root ignores permission bits: take a file instead
-        (tmp_path / "ro").rmdir()
-        (tmp_path / "ro").write_text("a file where a folder should be")
+    if os.access(tmp_path / "ro", os.W_OK):
+        pytest.skip("root ignores permission bits")
     with pytest.raises(
         StepError, match=r"cannot write to the output folder .*run the step's image as root"
     ):
-        check_writable(tmp_path / "ro" / "model")
+        check_outputs(tmp_path / "ro" / "model")
+
+
+def test_a_parent_that_is_a_file_is_named(tmp_path: Path) -> None:
+    (tmp_path / "afile").write_text("a file where a folder should be")
+    with pytest.raises(StepError, match=r"its parent .*afile is a file, not a folder$"):
+        check_outputs(tmp_path / "afile" / "model")
 
 
 def test_run_step_turns_step_error_into_one_line_and_exit_2(

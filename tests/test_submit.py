@@ -121,7 +121,12 @@ def test_submit_sends_the_expected_create_pipeline_job(tmp_path: Path) -> None:
         ({"raw_data_uri": "data/yoda.csv"}, "YODA_RAW_DATA_URI='data/yoda.csv' must be a gs://"),
         ({"base_model": "/models/tiny"}, "YODA_BASE_MODEL='/models/tiny' is a local path"),
         ({"labels": "Team=ML"}, "YODA_LABELS entry 'Team=ML'"),
-        ({"image_lock": Path("images/digests.local.json")}, "holds local placeholder images"),
+        (
+            {"image_lock": Path("images/digests.local.json")},
+            "holds local images, on a loopback registry (localhost) that Vertex AI cannot pull",
+        ),
+        ({"checkpoint_dir": "/tmp/ck"}, "YODA_CHECKPOINT_DIR='/tmp/ck': a local folder of a cloud"),
+        ({"base_model": "pipeline/src"}, "YODA_BASE_MODEL='pipeline/src' is a local path"),
         (
             {"image_lock": Path("/no/lock.json")},
             "YODA_IMAGE_LOCK: image lock /no/lock.json not found",

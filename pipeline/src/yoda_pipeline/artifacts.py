@@ -82,7 +82,7 @@ def fetch_tensorboard_logs(source: str, logs_dir: Path) -> Path:
     events = sorted(p for p in Path(location).rglob(f"{EVENT_PREFIX}*") if p.is_file())
     if not events:
         raise StepError(f"no TensorBoard event files under {location}")
-    with outputs_in_place(destination):
+    with outputs_in_place(destination, inputs=[Path(location)]):
         for event in events:
             target = destination / event.relative_to(location)
             target.parent.mkdir(parents=True, exist_ok=True)

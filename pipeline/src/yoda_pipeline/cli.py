@@ -24,6 +24,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from pydantic import ValidationError
+
 from yoda_pipeline.artifacts import (
     EVENT_PREFIX,
     FINE_TUNING_TASK,
@@ -41,7 +43,14 @@ from yoda_pipeline.report import (
     read_results,
 )
 from yoda_pipeline.run_log import ANSI
-from yoda_pipeline.settings import DOCKER_IMAGE_LOCK, LOCAL_IMAGE_LOCK, PipelineSettings
+from yoda_pipeline.settings import (
+    DOCKER_IMAGE_LOCK,
+    LOCAL_IMAGE_LOCK,
+    PipelineSettings,
+    SettingsError,
+    local_problems,
+    settings_error,
+)
 from yoda_step_io import StepError
 from yoda_step_io.scores import format_headline
 
@@ -214,7 +223,12 @@ def endpoint_command(args: argparse.Namespace, settings: PipelineSettings) -> No
 
 
 def _settings(args: argparse.Namespace) -> PipelineSettings:
-    """Settings from the environment/.env, overridden (and validated) by the flags given."""
+    """Settings from the environment/.env, overridden by the flags given, every value checked
+    against what it allows (and, for a local run, against this machine).
+
+    Raises:
+        SettingsError: one line naming each bad setting (``YODA_NAME``, ``--set name=``).
+    """
     flags = ("image_lock", "raw_data_uri", "target_column", "test_fraction", "split_seed")
     overrides: dict[str, Any] = {
         name: getattr(args, name) for name in flags if getattr(args, name, None) is not None
@@ -229,7 +243,14 @@ def _settings(args: argparse.Namespace) -> PipelineSettings:
                 f"{', '.join(PipelineSettings.PARAMETERS)}"
             )
         overrides[name] = value
-    return PipelineSettings(**overrides)
+    try:
+        settings = PipelineSettings(**overrides)
+    except ValidationError as error:
+        raise settings_error(error) from None
+    problems = local_problems(settings) if args.command in ("run-local", "run-docker") else []
+    if problems:
+        raise SettingsError("; ".join(problems))
+    return settings
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -5,8 +5,9 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from yoda_pipeline.images import ImageLockError, load_image_lock
-from yoda_pipeline.settings import PipelineSettings
+from yoda_pipeline.images import ImageLockError, load_image_lock, loopback_images
+from yoda_pipeline.settings import REGISTRY_NAME, PipelineSettings
+from yoda_step_io.vocabulary import BASE_MODEL_FORMS, is_gs_uri, is_hub_id, is_local_path
 
 _PROJECT = re.compile(r"^[a-z][a-z0-9-]{4,28}[a-z0-9]$")
 _REGION = re.compile(r"^[a-z]+-[a-z]+[0-9]+$")
@@ -15,7 +16,6 @@ _SERVICE_ACCOUNT = re.compile(r"^[a-z0-9-]+@[a-z0-9.-]+\.gserviceaccount\.com$")
 _LABEL_KEY = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
 #: Vertex AI Pipelines' rule for a pipeline (and its runs') name.
 _PIPELINE_NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,127}$")
-_ENDPOINT_NAME = re.compile(r"^[A-Za-z0-9_-]{1,100}$")
 #: The regions where Vertex AI runs custom training and pipelines (cloud.google.com/vertex-ai/
 #: docs/general/locations, 2026). A region outside it fails deep inside the SDK instead.
 VERTEX_REGIONS = frozenset(
@@ -107,7 +107,7 @@ def place_problems(settings: PipelineSettings) -> list[str]:
 def endpoint_problems(settings: PipelineSettings) -> list[str]:
     """What `make deploy`, `make ask-endpoint` and `make undeploy` need."""
     problems = place_problems(settings)
-    if not _ENDPOINT_NAME.match(settings.registry_model_name):
+    if not REGISTRY_NAME.match(settings.registry_model_name):
         problems.append(
             f"YODA_REGISTRY_MODEL_NAME={settings.registry_model_name!r}: expected a Model Registry "
             "display name of letters, digits, _ and -, at most 100"
@@ -136,26 +136,48 @@ def cloud_problems(settings: PipelineSettings) -> list[str]:
             f"YODA_RAW_DATA_URI={settings.raw_data_uri!r} must be a gs:// (or hf://) URI: "
             "the data step runs in the cloud"
         )
-    if settings.base_model.startswith(("/", ".", "~")) or Path(settings.base_model).exists():
-        problems.append(
-            f"YODA_BASE_MODEL={settings.base_model!r} is a local path: use a hub id "
-            "(microsoft/Phi-3-mini-4k-instruct) or its gs:// copy (make cache-base-model)"
-        )
+    problems.extend(_model_problems(settings))
     try:
         parse_labels(settings.labels)
     except CloudSettingsError as error:
         problems.append(str(error))
-    try:
-        lock = load_image_lock(settings.image_lock)
-        local = sorted(step for step, image in lock.images.items() if image.startswith("localhost"))
-        if local:
-            problems.append(
-                f"YODA_IMAGE_LOCK={settings.image_lock} holds local placeholder images "
-                f"({', '.join(local)}): run `make build-images`"
-            )
-    except ImageLockError as error:
-        problems.append(f"YODA_IMAGE_LOCK: {error}")
+    problems.extend(_lock_problems(settings.image_lock))
     return problems
+
+
+def _model_problems(settings: PipelineSettings) -> list[str]:
+    """The base model and the checkpoints: where the cloud tasks read and write them."""
+    problems: list[str] = []
+    base = settings.base_model
+    if is_local_path(base) or Path(base).exists():
+        problems.append(
+            f"YODA_BASE_MODEL={base!r} is a local path: use {BASE_MODEL_FORMS} "
+            "(its copy: make cache-base-model)"
+        )
+    elif not (is_hub_id(base) or is_gs_uri(base)):
+        problems.append(f"YODA_BASE_MODEL={base!r}: expected {BASE_MODEL_FORMS}")
+    if settings.checkpoint_dir and not settings.checkpoint_dir.startswith(("gs://", "/gcs/")):
+        problems.append(
+            f"YODA_CHECKPOINT_DIR={settings.checkpoint_dir!r}: a local folder of a cloud task is "
+            "lost with it (and the retries resume from there): give gs://BUCKET/PATH or leave "
+            "it empty"
+        )
+    return problems
+
+
+def _lock_problems(path: Path) -> list[str]:
+    """A lock Vertex AI can pull: digests, none on a loopback registry."""
+    try:
+        local = loopback_images(load_image_lock(path))
+    except ImageLockError as error:
+        return [f"YODA_IMAGE_LOCK: {error}"]
+    if not local:
+        return []
+    return [
+        f"YODA_IMAGE_LOCK={path} holds local images, on a loopback registry "
+        f"({', '.join(sorted(set(local.values())))}) that Vertex AI cannot pull: run "
+        "`make build-images` (Cloud Build) for a cloud lock"
+    ]
 
 
 def _refuse(problems: list[str]) -> None:

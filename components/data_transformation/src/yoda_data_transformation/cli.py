@@ -15,8 +15,9 @@ from pathlib import Path
 from yoda_data_transformation.transform import TARGET_COLUMNS, transform
 from yoda_step_io import (
     add_executor_input_flag,
-    check_writable,
+    check_outputs,
     load_executor_input,
+    local_inputs,
     run_step,
     setup_logging,
     write_executor_output,
@@ -46,7 +47,7 @@ def main(argv: Sequence[str] | None = None) -> None:
 
     def step() -> None:
         executor_input = load_executor_input(args.executor_input)
-        check_writable(args.train_output, args.test_output)
+        check_outputs(args.train_output, args.test_output, inputs=local_inputs(args.raw_data_uri))
         result = transform(
             args.raw_data_uri,
             args.train_output,

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from yoda_data_transformation.sources import read_bytes
-from yoda_step_io import StepError, outputs_in_place, timed
+from yoda_step_io import StepError, local_inputs, outputs_in_place, timed
 from yoda_step_io.conversations import Conversation
 
 logger = logging.getLogger(__name__)
@@ -206,7 +206,7 @@ def transform(
         rows = parse_raw_csv(read_bytes(raw_data_uri), raw_data_uri, target_column)
     pairs, dropped = clean_rows(rows, target_column)
     train, test = split_records(build_conversations(pairs), test_fraction, seed)
-    with outputs_in_place(train_path, test_path):
+    with outputs_in_place(train_path, test_path, inputs=local_inputs(raw_data_uri)):
         write_jsonl(train, train_path)
         write_jsonl(test, test_path)
     result = TransformResult(

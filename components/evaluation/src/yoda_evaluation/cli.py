@@ -16,8 +16,9 @@ from yoda_evaluation.evaluate import evaluate_predictions
 from yoda_evaluation.metrics import METRICS, parse_metric_names
 from yoda_step_io import (
     add_executor_input_flag,
-    check_writable,
+    check_outputs,
     load_executor_input,
+    local_inputs,
     run_step,
     setup_logging,
     write_executor_output,
@@ -55,7 +56,11 @@ def main(argv: Sequence[str] | None = None) -> None:
 
     def step() -> None:
         executor_input = load_executor_input(args.executor_input)
-        check_writable(args.results_output, args.metrics_output)
+        check_outputs(
+            args.results_output,
+            args.metrics_output,
+            inputs=local_inputs(args.predictions, args.base_predictions),
+        )
         names = parse_metric_names(args.metrics)
         upstream = {
             f"{prefix}cut_answers": float(metadata["cut_answers"])

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from yoda_evaluation.metrics import aggregate_metrics, compute_metrics, metric_definitions
-from yoda_step_io import StepError, outputs_in_place, timing
+from yoda_step_io import StepError, local_inputs, outputs_in_place, timing
 from yoda_step_io.answers import degenerate_counts, warn_if_degenerate
 from yoda_step_io.progress import ProgressLog
 
@@ -23,6 +23,9 @@ if TYPE_CHECKING:  # pandas and ragas are imported where used: `--help` stays in
 logger = logging.getLogger(__name__)
 
 PREDICTION_COLUMNS = ("user_input", "reference", "extracted_response")
+#: The longest text a predictions cell may hold: far above any answer max_new_tokens allows, far
+#: below what makes the O(n·m) string metrics crawl (a 50 MB answer took minutes).
+MAX_TEXT_CHARS = 100_000
 
 
 def read_predictions(path: Path, *, allow_empty: bool = False) -> pd.DataFrame:
@@ -56,6 +59,14 @@ def read_predictions(path: Path, *, allow_empty: bool = False) -> pd.DataFrame:
         )
     if frame.empty and not allow_empty:
         raise StepError(f"predictions file {path} has a header but no rows to score")
+    for column in PREDICTION_COLUMNS:
+        too_long = frame[column].str.len() > MAX_TEXT_CHARS
+        if too_long.any():
+            row = int(too_long.to_numpy().argmax()) + 1
+            raise StepError(
+                f"predictions file {path}, row {row}: {column} is longer than {MAX_TEXT_CHARS:,} "
+                "characters (scoring time grows with its square): not a model's answer to score"
+            )
     return frame
 
 
@@ -173,7 +184,8 @@ def evaluate_predictions(
         results["base_response"] = base["response"]
         for name in names:
             results[f"base_{name}"] = base[name]
-    with outputs_in_place(results_path, metrics_path):
+    sources = local_inputs(predictions_path, base_predictions_path)
+    with outputs_in_place(results_path, metrics_path, inputs=sources):
         # RFC 4180 line ends: a lone "\r" inside an answer is then quoted, not a line break
         results.to_csv(results_path, index=False, encoding="utf-8", lineterminator="\r\n")
         metrics_path.mkdir()

@@ -11,6 +11,7 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
 from yoda_step_io import StepError
+from yoda_step_io.vocabulary import METRIC_NAMES
 
 # ragas posts usage analytics unless told not to, and 0.3+ warns without a git binary.
 os.environ.setdefault("RAGAS_DO_NOT_TRACK", "true")
@@ -68,7 +69,7 @@ METRICS: dict[str, Callable[[], SingleTurnMetric]] = {
     "exact_match": _exact_match,
     "string_present": _string_present,
 }
-DEFAULT_METRICS = tuple(METRICS)
+DEFAULT_METRICS = METRIC_NAMES
 
 
 def parse_metric_names(text: str) -> tuple[str, ...]:

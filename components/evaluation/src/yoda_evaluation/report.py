@@ -49,6 +49,8 @@ def _json(path: Path, what: str) -> Any:
         raise StepError(f"{what} {path} does not exist") from error
     except json.JSONDecodeError as error:
         raise StepError(f"{what} {path} is not valid JSON: {error}") from error
+    except UnicodeDecodeError as error:
+        raise StepError(f"{what} {path} is not UTF-8 text (byte {error.start})") from error
 
 
 def load_report_inputs(
@@ -62,8 +64,15 @@ def load_report_inputs(
     """
     if not results.is_file():
         raise StepError(f"evaluation results {results} do not exist")
-    with results.open(encoding="utf-8", newline="") as handle:
-        samples = list(csv.DictReader(handle))
+    try:
+        with results.open(encoding="utf-8", newline="") as handle:
+            samples = list(csv.DictReader(handle))
+    except UnicodeDecodeError as error:
+        raise StepError(
+            f"evaluation results {results} are not UTF-8 (byte {error.start})"
+        ) from error
+    except csv.Error as error:
+        raise StepError(f"evaluation results {results} are not a valid CSV: {error}") from error
     aggregates = _json(evaluation_metrics / "metrics.json", "evaluation metrics")
     if not metric_names(aggregates):
         raise StepError(f"{evaluation_metrics / 'metrics.json'} holds no <metric>_mean")
@@ -150,11 +159,14 @@ def _samples_html(title: str, rows: list[dict[str, str]], by: str) -> str:
 
 STYLE = """body{font-family:system-ui,-apple-system,'Segoe UI',sans-serif;margin:2em;color:#222;
 max-width:1150px}table{border-collapse:collapse;margin:.5em 0 1.5em}td,th{border:1px solid #ccc;
-padding:.3em .6em;vertical-align:top;overflow-wrap:anywhere}th{background:#f3f3f3;text-align:left}
+padding:.3em .6em;vertical-align:top;overflow-wrap:anywhere}th{background:#f3f3f3;text-align:left;
+overflow-wrap:normal;white-space:nowrap}
 .num{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}.up{color:#276749;
-font-weight:600}.down{color:#c53030;font-weight:600}.samples td{max-width:18em}
+font-weight:600}.down{color:#c53030;font-weight:600}.samples{table-layout:fixed;width:100%}
+.samples th{white-space:normal}
+@media (max-width:960px){body{margin:1em}table{font-size:14px}td,th{padding:.25em .45em}}
 .chart{width:100%;font-size:11px;display:block}.charts{display:flex;flex-wrap:wrap;gap:2em}
-.charts section{flex:1 1 480px;max-width:560px}"""
+.charts section{flex:1 1 320px;max-width:560px}"""
 
 
 def _headline_cell(value: float | None, uplift: bool) -> str:
@@ -169,12 +181,16 @@ def _headline_cell(value: float | None, uplift: bool) -> str:
 def render_html(inputs: ReportInputs) -> str:
     """The whole report as one self-contained HTML page."""
     names = metric_names(inputs.aggregates)
-    head = "".join(f'<th class="num">{escape(name)}</th>' for name in names)
+    # metrics as rows, models as columns: a handful of columns, readable in a narrow pane
+    columns = headline_rows(inputs.aggregates)
+    head = "".join(f'<th class="num">{escape(label)}</th>' for label, _ in columns)
     rows = "".join(
-        f"<tr><th>{escape(label)}</th>"
-        + "".join(_headline_cell(value, label.startswith("uplift")) for value in values)
+        f"<tr><th>{escape(name)}</th>"
+        + "".join(
+            _headline_cell(values[i], label.startswith("uplift")) for label, values in columns
+        )
         + "</tr>"
-        for label, values in headline_rows(inputs.aggregates)
+        for i, name in enumerate(names)
     )
     samples = int(inputs.aggregates.get("samples", 0))
     degenerate = "".join(

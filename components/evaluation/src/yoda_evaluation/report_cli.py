@@ -16,8 +16,9 @@ from pathlib import Path
 
 from yoda_step_io import (
     add_executor_input_flag,
-    check_writable,
+    check_outputs,
     load_executor_input,
+    local_inputs,
     outputs_in_place,
     run_step,
     setup_logging,
@@ -50,7 +51,13 @@ def main(argv: Sequence[str] | None = None) -> None:
         from yoda_evaluation.report import load_report_inputs, render_html, render_markdown
 
         executor_input = load_executor_input(args.executor_input)
-        check_writable(args.html_output, args.markdown_output)
+        sources = (
+            args.evaluation_results,
+            args.evaluation_metrics,
+            args.training_metrics,
+            args.model,
+        )
+        check_outputs(args.html_output, args.markdown_output, inputs=local_inputs(*sources))
         inputs = load_report_inputs(
             args.evaluation_results, args.evaluation_metrics, args.training_metrics, args.model
         )

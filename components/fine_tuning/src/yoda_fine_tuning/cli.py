@@ -21,8 +21,9 @@ from yoda_fine_tuning.train import fine_tune
 from yoda_step_io import (
     StepError,
     add_executor_input_flag,
-    check_writable,
+    check_outputs,
     load_executor_input,
+    local_inputs,
     parse_bool,
     run_step,
     setup_logging,
@@ -113,7 +114,8 @@ def main(argv: Sequence[str] | None = None) -> None:
 
     def step() -> None:
         executor_input = load_executor_input(args.executor_input)
-        check_writable(args.model_output, args.metrics_output)
+        sources = local_inputs(args.train_dataset, args.base_model)
+        check_outputs(args.model_output, args.metrics_output, inputs=sources)
         checkpoints = checkpoint_folder(args.checkpoint_dir)
         result = fine_tune(
             args.train_dataset,

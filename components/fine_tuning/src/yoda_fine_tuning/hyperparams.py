@@ -1,7 +1,8 @@
 """The fine-tuning hyper-parameters: one typed object, the article's recipe as defaults.
 
 Recipe (dvgodoy, "Fine-Tuning Your First LLM"): 4-bit NF4 base with double quantisation,
-LoRA r=8, alpha=16, dropout 0.05 on ``o_proj, qkv_proj, gate_up_proj, down_proj``; SFT with
+LoRA r=8, alpha=16, dropout 0.05 on ``o_proj, qkv_proj, gate_up_proj, down_proj`` (``auto``
+on Phi-3); SFT with
 batch 16 (``auto_find_batch_size``), sequences of 64 tokens, packing, 10 epochs, lr 3e-4,
 ``paged_adamw_8bit``, gradient checkpointing, a log every 10 steps. Compute dtype float16 (the
 article's float32 is slower on a T4, which has no bfloat16).
@@ -15,10 +16,7 @@ from typing import Any, Literal
 
 from yoda_step_io import StepError
 from yoda_step_io.libraries import COMPUTE_DTYPES
-
-#: Phi-3's linear layers, the modules LoRA can adapt.
-PHI3_LINEAR_MODULES = ("qkv_proj", "o_proj", "gate_up_proj", "down_proj")
-QUANTIZATION_MODES = ("4bit", "auto", "none")
+from yoda_step_io.vocabulary import ALL_LINEAR, AUTO_TARGETS, QUANTIZATION_MODES
 
 Quantization = Literal["4bit", "auto", "none"]
 
@@ -35,7 +33,9 @@ class HyperParameters:
     lora_r: int = 8
     lora_alpha: int = 16
     lora_dropout: float = 0.05
-    target_modules: tuple[str, ...] = ("o_proj", "qkv_proj", "gate_up_proj", "down_proj")
+    # auto: the architecture's own (Phi-3: the article's four, see architecture.py); all-linear;
+    # or names, checked against the loaded model
+    target_modules: tuple[str, ...] = (AUTO_TARGETS,)
     # SFT
     learning_rate: float = 3e-4
     num_train_epochs: float = 10.0
@@ -81,12 +81,16 @@ class HyperParameters:
                 f"validation_fraction must be between 0 and 1 (exclusive), "
                 f"got {self.validation_fraction}"
             )
-        unknown = [m for m in self.target_modules if m not in PHI3_LINEAR_MODULES]
-        if unknown or not self.target_modules:
+        special = {AUTO_TARGETS, ALL_LINEAR}
+        names = self.target_modules
+        if not names or (special & set(names) and len(names) > 1):
             raise StepError(
-                f"unknown LoRA target module(s) {', '.join(unknown) or '(none given)'}: "
-                f"Phi-3's linear layers are {', '.join(PHI3_LINEAR_MODULES)}"
+                f"target_modules {','.join(names) or '(none given)'}: give module names, or "
+                f"{AUTO_TARGETS} or {ALL_LINEAR} alone"
             )
+        bad = [name for name in names if name not in special and not name.isidentifier()]
+        if bad:
+            raise StepError(f"target_modules: {', '.join(bad)} is not a module name")
 
     def tokens_per_step(self) -> int:
         """Tokens in one optimizer step with packing: every row is ``max_seq_length`` tokens."""

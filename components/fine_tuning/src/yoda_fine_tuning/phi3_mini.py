@@ -57,7 +57,7 @@ def make_random_phi3_mini(output_dir: Path, tokenizer_dir: Path, seed: int = 0) 
 
     torch.manual_seed(seed)
     model = Phi3ForCausalLM(phi3_mini_config()).to(torch.float16)
-    with outputs_in_place(output_dir):
+    with outputs_in_place(output_dir, inputs=[tokenizer_dir], owner="yoda-phi3-mini"):
         model.save_pretrained(output_dir, safe_serialization=True)
         AutoTokenizer.from_pretrained(tokenizer_dir).save_pretrained(output_dir)
     return output_dir

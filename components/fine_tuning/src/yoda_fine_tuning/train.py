@@ -6,11 +6,10 @@ Model artifact; TensorBoard event files and a ``metrics.json`` go under the Metr
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
-import os
 import resource
-import shutil
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -18,10 +17,19 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from yoda_fine_tuning.architecture import choose_pad_token, resolve_target_modules
+from yoda_fine_tuning.checkpoints import (
+    checkpoint_folder_for,
+    claim_checkpoint_folder,
+    last_complete_checkpoint,
+    release_checkpoint_folder,
+    weights_only_resume,
+)
 from yoda_fine_tuning.guards import check_converging, stop_on_non_finite
 from yoda_fine_tuning.hyperparams import HyperParameters
 from yoda_fine_tuning.logs import progress_callback
-from yoda_step_io import StepError, outputs_in_place, timed, timing
+from yoda_step_io import StepError, local_inputs, outputs_in_place, timed, timing
+from yoda_step_io.chat import end_of_turn_token
 from yoda_step_io.conversations import Conversation, read_conversations
 from yoda_step_io.libraries import (
     compute_dtype_for,
@@ -30,6 +38,7 @@ from yoda_step_io.libraries import (
     skip_bitsandbytes,
 )
 from yoda_step_io.models import model_revision, resolve_model
+from yoda_step_io.vocabulary import ALL_LINEAR
 
 if TYPE_CHECKING:
     from datasets import Dataset
@@ -102,7 +111,10 @@ def build_lora_config(hp: HyperParameters) -> LoraConfig:
         r=hp.lora_r,
         lora_alpha=hp.lora_alpha,
         lora_dropout=hp.lora_dropout,
-        target_modules=list(hp.target_modules),
+        # peft takes its special value as a string, names as a list
+        target_modules=ALL_LINEAR
+        if hp.target_modules == (ALL_LINEAR,)
+        else list(hp.target_modules),
         bias="none",
         task_type="CAUSAL_LM",
     )
@@ -191,8 +203,9 @@ def check_base_model(base_model: str) -> None:
 
 def load_model(
     base_model: str, hp: HyperParameters, plan: RunPlan
-) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
-    """Base model (4-bit where planned) + tokenizer, wrapped with a fresh LoRA adapter."""
+) -> tuple[PreTrainedModel, PreTrainedTokenizerBase, HyperParameters]:
+    """Base model (4-bit where planned) + tokenizer, wrapped with a fresh LoRA adapter; and the
+    hyper-parameters with the LoRA targets resolved for this model (architecture.py)."""
     import torch
     from peft import get_peft_model, prepare_model_for_kbit_training
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -201,9 +214,19 @@ def load_model(
         tokenizer = AutoTokenizer.from_pretrained(base_model)
     except OSError as error:
         raise StepError(f"cannot load base model {base_model}: {error}") from error
-    if tokenizer.pad_token in (None, tokenizer.eos_token) and tokenizer.unk_token is not None:
-        # as in the article: a pad token distinct from EOS, so EOS is not masked out of the labels
-        tokenizer.pad_token = tokenizer.unk_token
+    if not getattr(tokenizer, "chat_template", None):
+        raise StepError(
+            f"base model {base_model} has no chat template: pick an instruct (chat) model, or "
+            "give its tokenizer one"
+        )
+    end_of_turn = end_of_turn_token(tokenizer)
+    pad, added = choose_pad_token(tokenizer, end_of_turn)
+    if pad != tokenizer.pad_token or added:
+        tokenizer.add_special_tokens({"pad_token": pad})
+    logger.info(
+        "pad token %s%s (end of turn %s, end of sequence %s: neither is masked out)",
+        pad, " (added: no spare token)" if added else "", end_of_turn, tokenizer.eos_token,
+    )  # fmt: skip
     tokenizer.padding_side = "right"
     model = AutoModelForCausalLM.from_pretrained(
         base_model,
@@ -211,7 +234,10 @@ def load_model(
         torch_dtype=getattr(torch, plan.compute_dtype),
         device_map={"": 0} if plan.use_cuda else None,
     )
+    if added:
+        model.resize_token_embeddings(len(tokenizer))
     model.config.use_cache = False  # incompatible with gradient checkpointing
+    hp = dataclasses.replace(hp, target_modules=resolve_target_modules(hp.target_modules, model))
     if plan.use_4bit:
         model = prepare_model_for_kbit_training(
             model,
@@ -219,7 +245,7 @@ def load_model(
             gradient_checkpointing_kwargs={"use_reentrant": False},
         )
     model = get_peft_model(model, build_lora_config(hp))
-    return model, tokenizer
+    return model, tokenizer, hp
 
 
 def count_parameters(model: Any) -> tuple[int, int]:
@@ -252,24 +278,6 @@ def chat_formatter(tokenizer: PreTrainedTokenizerBase) -> Any:
         return [str(tokenizer.apply_chat_template(m, tokenize=False)) for m in messages]
 
     return format_messages
-
-
-def last_complete_checkpoint(folder: Path) -> str | None:
-    """The newest ``checkpoint-N`` that was written to the end, to resume from.
-
-    The Trainer writes ``trainer_state.json`` last: a task killed while saving (a preempted GPU)
-    leaves a newer folder without it, which transformers' own ``get_last_checkpoint`` would pick
-    and fail to load.
-    """
-    if not folder.is_dir():
-        return None
-    steps = [
-        (int(path.name.removeprefix("checkpoint-")), path)
-        for path in folder.glob("checkpoint-*")
-        if path.name.removeprefix("checkpoint-").isdigit()
-        and (path / "trainer_state.json").is_file()
-    ]
-    return str(max(steps)[1]) if steps else None
 
 
 @contextmanager
@@ -353,7 +361,7 @@ def fine_tune(
         hp.as_dict(),
     )
     with timed("loading the base model"):
-        model, tokenizer = load_model(source, hp, plan)
+        model, tokenizer, hp = load_model(source, hp, plan)
     # what the adapter is trained on, exactly: the hub's commit, or a content hash of the folder
     revision = model_revision(base_model, getattr(model.config, "_commit_hash", None))
     logger.info("base model %s at revision %s", base_model, revision)
@@ -363,11 +371,14 @@ def fine_tune(
     logger.info(
         "trainable parameters: %d of %d (%.2f%%)", trainable, total, 100 * trainable / total
     )
-    checkpoints = checkpoint_dir or model_output.with_name(f"{model_output.name}-checkpoints")
+    sources = local_inputs(train_path, base_model)
+    outputs = (model_output, metrics_output)
+    checkpoints = checkpoint_folder_for(model_output, checkpoint_dir)
     with (
-        outputs_in_place(model_output, metrics_output),
+        outputs_in_place(*outputs, inputs=sources),
         private_datasets_cache(),
     ):
+        claim_checkpoint_folder(checkpoints, (*outputs, *sources))
         metrics_output.mkdir()
         try:
             trainer = SFTTrainer(
@@ -393,10 +404,8 @@ def fine_tune(
             trainer.add_callback(progress_callback(hp.tokens_per_step()))
         resume = last_complete_checkpoint(checkpoints)
         if resume:
-            # transformers 4.46 + torch >= 2.6: the RNG state needs a full (not weights-only) load
-            os.environ["TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD"] = "1"
             logger.info("resuming from checkpoint %s", resume)
-        with timed("training"):
+        with timed("training"), weights_only_resume():
             train_output = trainer.train(resume_from_checkpoint=resume)
         eval_metrics = trainer.evaluate()
         _close_tensorboard(trainer)
@@ -420,7 +429,7 @@ def fine_tune(
         try:
             check_converging(trainer.state.log_history, losses, hp)
         except StepError:
-            shutil.rmtree(checkpoints, ignore_errors=True)  # nothing worth resuming from
+            release_checkpoint_folder(checkpoints)  # nothing worth resuming from
             raise
         # the adapter names the base as the user gave it (gs://…, a hub id), not a local copy
         for config in trainer.model.peft_config.values():
@@ -442,6 +451,6 @@ def fine_tune(
         # the loss curves (training and validation, by step) for the report
         history = json.dumps(trainer.state.log_history, indent=1)
         (metrics_output / LOG_HISTORY).write_text(history, encoding="utf-8")
-    shutil.rmtree(checkpoints, ignore_errors=True)  # the run finished: nothing left to resume
+    release_checkpoint_folder(checkpoints)  # the run finished: nothing left to resume
     logger.info("saved the LoRA adapter to %s, metrics to %s", model_output, metrics_output)
     return FineTuneResult(metrics=metrics, model_metadata=model_metadata, model=trainer.model)

@@ -11,7 +11,7 @@ import argparse
 from collections.abc import Sequence
 from pathlib import Path
 
-from yoda_inference.generation import build_prompt, extract_response, generate_batch
+from yoda_inference.generation import build_prompt, generate
 from yoda_inference.model import load_for_answers
 from yoda_step_io import StepError, run_step, setup_logging
 
@@ -32,8 +32,7 @@ def answer(
         raise StepError("give at least one non-empty sentence to answer")
     model, tokenizer = load_for_answers(model_uri, quantization, cache_dir)
     prompts = [build_prompt(tokenizer, sentence) for sentence in sentences]
-    outputs, _ = generate_batch(model, tokenizer, prompts, max_new_tokens=max_new_tokens)
-    return [extract_response(output) for output in outputs]
+    return generate(model, tokenizer, prompts, max_new_tokens=max_new_tokens).answers
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -16,8 +16,9 @@ from yoda_inference.model import QUANTIZATION_MODES
 from yoda_inference.predict import GenerationParameters, predict_test_set
 from yoda_step_io import (
     add_executor_input_flag,
-    check_writable,
+    check_outputs,
     load_executor_input,
+    local_inputs,
     parse_bool,
     run_step,
     setup_logging,
@@ -72,7 +73,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     def step() -> None:
         executor_input = load_executor_input(args.executor_input)
         outputs = [args.predictions_output, args.base_predictions_output]
-        check_writable(*(output for output in outputs if output is not None))
+        sources = local_inputs(args.test_dataset, args.model_dir, args.base_model)
+        check_outputs(*(output for output in outputs if output is not None), inputs=sources)
         params = GenerationParameters(
             batch_size=args.batch_size,
             max_new_tokens=args.max_new_tokens,

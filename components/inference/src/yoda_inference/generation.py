@@ -1,10 +1,18 @@
-"""Prompting, generation and answer extraction (the course's functions), batched."""
+"""Prompting, generation and answer extraction (the course's functions), batched.
+
+Answers come from the decoded new tokens alone, cut at the model's stop tokens (the generation
+config's eos ids and the chat template's end-of-turn token), for any causal LM with a chat
+template. The course's :func:`extract_response` and :func:`reached_end` read Phi-3's text
+format; they stay for the course's API and are not on the answer path."""
 
 from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
+
+from yoda_step_io.chat import end_of_turn_token
 
 #: Tokens that end the assistant's turn: anything after them is not the answer.
 _TURN_END = re.compile(r"<\|end\|>|<\|endoftext\|>|<\|user\|>|<\|assistant\|>|<\|system\|>|</s>")
@@ -45,31 +53,42 @@ def reached_end(model_output: str) -> bool:
     return _TURN_END.search(after if marker else model_output) is not None
 
 
-def _stop_ids(model: Any, tokenizer: Any) -> list[int]:
+def stop_token_ids(model: Any, tokenizer: Any) -> list[int]:
+    """Where an answer ends: the generation config's eos ids, the template's end-of-turn token
+    and the tokenizer's eos token."""
     configured = getattr(model.generation_config, "eos_token_id", None)
     candidates = configured if isinstance(configured, list) else [configured]
     ids: list[int] = [int(i) for i in candidates if i is not None]
-    for token in ("<|end|>", tokenizer.eos_token):
+    for token in (end_of_turn_token(tokenizer), tokenizer.eos_token):
         token_id = tokenizer.convert_tokens_to_ids(token) if token else None
         if token_id is not None and token_id != tokenizer.unk_token_id and token_id not in ids:
             ids.append(token_id)
     return ids
 
 
-def generate_batch(
-    model: Any, tokenizer: Any, prompts: Sequence[str], **kwargs: Any
-) -> tuple[list[str], int]:
-    """Generate for several prompts at once (left padding + attention mask).
+@dataclass(frozen=True)
+class Generation:
+    """What one batch generated, in prompt order."""
 
-    Each output is the prompt followed by the generated text up to and including the first stop
-    token, special tokens kept, so :func:`extract_response` can find the answer.
+    #: the prompt and the generated text up to and including the stop token, special tokens kept
+    #: (the course's format, which :func:`extract_response` reads)
+    texts: list[str]
+    #: the answers: the new tokens before the first stop token, decoded without special tokens
+    answers: list[str]
+    #: whether each answer ended at a stop token (rather than at ``max_new_tokens``)
+    ended: list[bool]
+    #: tokens generated in all (stop tokens included)
+    tokens: int
 
-    Returns:
-        The outputs, in prompt order, and the number of tokens generated in all.
-    """
+
+def generate(model: Any, tokenizer: Any, prompts: Sequence[str], **kwargs: Any) -> Generation:
+    """Generate for several prompts at once (left padding + attention mask); each answer comes
+    from its own new tokens alone, cut at the model's stop tokens (:func:`stop_token_ids`)."""
     import torch
 
-    stop_ids = _stop_ids(model, tokenizer)
+    stop_ids = stop_token_ids(model, tokenizer)
+    if tokenizer.pad_token is None:  # left padding is masked out: any token will do
+        tokenizer.pad_token = tokenizer.eos_token
     tokenizer.padding_side = "left"  # decoder-only: new tokens must follow the prompt directly
     inputs = tokenizer(
         list(prompts),
@@ -93,12 +112,30 @@ def generate_batch(
             **settings,
         )
     new_tokens = output[:, inputs["input_ids"].shape[1] :].tolist()
-    texts, generated = [], 0
+    texts, answers, ended, generated = [], [], [], 0
     for prompt, tokens in zip(prompts, new_tokens, strict=True):
-        stop = next((i + 1 for i, t in enumerate(tokens) if t in stop_ids), len(tokens))
-        generated += stop
-        texts.append(prompt + tokenizer.decode(tokens[:stop], skip_special_tokens=False))
-    return texts, generated
+        stop = next((i for i, t in enumerate(tokens) if t in stop_ids), None)
+        end = len(tokens) if stop is None else stop + 1
+        generated += end
+        texts.append(prompt + tokenizer.decode(tokens[:end], skip_special_tokens=False))
+        answer = tokenizer.decode(tokens[: end if stop is None else stop], skip_special_tokens=True)
+        answers.append(answer.strip())
+        ended.append(stop is not None)
+    return Generation(texts, answers, ended, generated)
+
+
+def generate_batch(
+    model: Any, tokenizer: Any, prompts: Sequence[str], **kwargs: Any
+) -> tuple[list[str], int]:
+    """The course's batched generation: each output is the prompt followed by the generated
+    text up to and including the first stop token, special tokens kept, so
+    :func:`extract_response` can find the answer (:func:`generate` gives the answers directly).
+
+    Returns:
+        The outputs, in prompt order, and the number of tokens generated in all.
+    """
+    result = generate(model, tokenizer, prompts, **kwargs)
+    return result.texts, result.tokens
 
 
 def generate_response(model: Any, tokenizer: Any, prompt: str, **kwargs: Any) -> str:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import shutil
@@ -12,13 +11,13 @@ from typing import Any
 from yoda_step_io import StepError, outputs_in_place, timing
 from yoda_step_io.gcs import download_prefix
 from yoda_step_io.libraries import device_compute_dtype, quiet_progress_bars, skip_bitsandbytes
-from yoda_step_io.models import check_revision, resolve_model
+from yoda_step_io.models import cached_copy, check_revision, resolve_model
+from yoda_step_io.vocabulary import QUANTIZATION_MODES as QUANTIZATION_MODES
 
 logger = logging.getLogger(__name__)
 
 ADAPTER_CONFIG = "adapter_config.json"
 ADAPTER_WEIGHTS = ("adapter_model.safetensors", "adapter_model.bin")
-QUANTIZATION_MODES = ("4bit", "auto", "none")
 
 
 def download_model(model_uri: str, local_dir: str | Path) -> Path:
@@ -39,7 +38,7 @@ def download_model(model_uri: str, local_dir: str | Path) -> Path:
         raise StepError(f"model directory {model_uri} does not exist")
     if not any(p.is_file() for p in source.rglob("*")):
         raise StepError(f"model directory {model_uri} holds no file")
-    with outputs_in_place(local_dir):
+    with outputs_in_place(local_dir, inputs=[source]):
         shutil.copytree(source, local_dir)
     return local_dir
 
@@ -49,10 +48,7 @@ def local_copy(model_uri: str, cache_dir: Path) -> Path:
     into ``cache_dir`` (made once, reused after)."""
     if not model_uri.startswith("gs://"):
         return Path(model_uri)
-    target = cache_dir / hashlib.sha256(model_uri.encode()).hexdigest()[:16]
-    if not (target / ADAPTER_CONFIG).is_file():
-        download_model(model_uri, target)
-    return target
+    return cached_copy(model_uri, cache_dir)
 
 
 def adapter_base_model(model_dir: Path) -> str:
@@ -119,6 +115,7 @@ def load_finetuned(
     quiet_progress_bars()
 
     from peft import PeftModel
+    from safetensors import SafetensorError
     from transformers import AutoModelForCausalLM, AutoTokenizer, BitsAndBytesConfig
 
     timing.mark("imports")
@@ -154,8 +151,14 @@ def load_finetuned(
         logger.warning(
             "%s records no base model revision: %s is used as it is", model_dir, base_model
         )
-    model = PeftModel.from_pretrained(base, str(model_dir)).eval()
-    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    try:
+        model = PeftModel.from_pretrained(base, str(model_dir)).eval()
+        tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    except (SafetensorError, OSError, ValueError, RuntimeError) as error:
+        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise StepError(
+            f"cannot load the LoRA adapter in {model_dir} (a corrupt or truncated file?): {first}"
+        ) from error
     tokenizer.padding_side = "left"
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token

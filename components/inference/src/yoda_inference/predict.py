@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from yoda_inference.generation import build_prompt, extract_response, generate_batch, reached_end
+from yoda_inference.generation import build_prompt, generate
 from yoda_inference.model import (
     adapter_base_model,
     check_mergeable,
@@ -18,7 +18,7 @@ from yoda_inference.model import (
     trained_revision,
     use_4bit,
 )
-from yoda_step_io import StepError, outputs_in_place
+from yoda_step_io import StepError, local_inputs, outputs_in_place
 from yoda_step_io.answers import degenerate_counts, warn_if_degenerate
 from yoda_step_io.conversations import Conversation, read_conversations
 from yoda_step_io.progress import ProgressLog
@@ -43,7 +43,7 @@ class GenerationParameters:
             raise StepError(f"batch_size must be > 0, got {self.batch_size}")
         if self.max_new_tokens <= 0:
             raise StepError(f"max_new_tokens must be > 0, got {self.max_new_tokens}")
-        if self.do_sample and self.temperature <= 0:
+        if self.do_sample and not 0 < self.temperature < float("inf"):  # NaN and inf too
             raise StepError(f"temperature must be > 0 when sampling, got {self.temperature}")
         if not 0.0 < self.top_p <= 1.0:
             raise StepError(f"top_p must be in (0, 1], got {self.top_p}")
@@ -115,10 +115,10 @@ def generate_answers(
         prompts = [
             build_prompt(tokenizer, user) for user in users[first : first + params.batch_size]
         ]
-        outputs, tokens = generate_batch(model, tokenizer, prompts, **params.generate_kwargs())
-        texts.extend(extract_response(output) for output in outputs)
-        cut += sum(not reached_end(output) for output in outputs)
-        generated_tokens += tokens
+        batch = generate(model, tokenizer, prompts, **params.generate_kwargs())
+        texts.extend(batch.answers)
+        cut += sum(not ended for ended in batch.ended)
+        generated_tokens += batch.tokens
         tokens_per_second = generated_tokens / (time.perf_counter() - start)
         progress.update(len(texts), f"{tokens_per_second:.1f} tokens/s")
     return Answers(texts, cut, generated_tokens, time.perf_counter() - start)
@@ -180,7 +180,7 @@ def predict_test_set(
         model = merge_adapter(model, four_bit)
     tuned = generate_answers(model, tokenizer, users, params, "generating (fine-tuned)")
     outputs = [predictions_path] + ([base_predictions_path] if base_predictions_path else [])
-    with outputs_in_place(*outputs):
+    with outputs_in_place(*outputs, inputs=local_inputs(model_dir, test_path)):
         write_predictions(predictions_path, pairs, tuned.texts)
         if base_predictions_path is not None:
             base_texts = base_answers.texts if base_answers else []

@@ -21,8 +21,9 @@ from pathlib import Path
 from yoda_step_io import (
     StepError,
     add_executor_input_flag,
-    check_writable,
+    check_outputs,
     load_executor_input,
+    local_inputs,
     outputs_in_place,
     run_step,
     setup_logging,
@@ -127,7 +128,11 @@ def main(argv: Sequence[str] | None = None) -> None:
 
     def step() -> None:
         executor_input = load_executor_input(args.executor_input)
-        check_writable(args.decision_output, args.passed_output)
+        check_outputs(
+            args.decision_output,
+            args.passed_output,
+            inputs=local_inputs(args.evaluation_metrics),
+        )
         thresholds = Thresholds(args.metric, args.min_uplift_vs_base, args.min_uplift_vs_echo,
                                 args.min_score)  # fmt: skip
         aggregates = read_aggregates(args.evaluation_metrics)

@@ -16,13 +16,14 @@ from yoda_step_io.cli import (
     timed,
 )
 from yoda_step_io.executor import load_executor_input, write_executor_output
-from yoda_step_io.files import check_writable, outputs_in_place
+from yoda_step_io.files import check_outputs, local_inputs, outputs_in_place
 
 __all__ = [
     "StepError",
     "add_executor_input_flag",
-    "check_writable",
+    "check_outputs",
     "load_executor_input",
+    "local_inputs",
     "outputs_in_place",
     "parse_bool",
     "run_step",

@@ -43,16 +43,22 @@ def read_conversations(path: Path) -> list[Conversation]:
     if not path.is_file():
         raise StepError(f"dataset {path} does not exist (or is not a file)")
     conversations: list[Conversation] = []
-    with path.open(encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            where = f"{path}, line {number}"
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as error:
-                raise StepError(f"{where}: not valid JSON ({error.msg})") from error
-            conversations.append(_check_record(record, where))
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as error:
+        raise StepError(
+            f"dataset {path} is not UTF-8 text (byte {error.start}): expected the data step's "
+            "JSON Lines"
+        ) from error
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        where = f"{path}, line {number}"
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as error:
+            raise StepError(f"{where}: not valid JSON ({error.msg})") from error
+        conversations.append(_check_record(record, where))
     if not conversations:
         raise StepError(f"dataset {path} is empty: no conversations to use")
     return conversations

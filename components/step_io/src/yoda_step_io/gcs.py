@@ -53,40 +53,76 @@ def storage_client() -> StorageClient:
         ) from error
 
 
+def safe_relative(name: str, prefix: str, target: Path) -> Path:
+    """Where object ``name`` (under ``prefix``) goes inside ``target``.
+
+    Raises:
+        StepError: the name is absolute, has ``..``, ``.`` or empty parts, a backslash or a NUL,
+            or resolves outside ``target`` (a symlink on the way): one line naming the object.
+    """
+    relative = name[len(prefix) :]
+    parts = relative.split("/")
+    bad = (
+        not relative
+        or relative.startswith("/")
+        or any(part in ("", ".", "..") for part in parts)
+        or "\\" in relative
+        or "\0" in relative
+    )
+    local = target.joinpath(*parts) if not bad else target
+    root = target.resolve()
+    if bad or not local.resolve().is_relative_to(root) or local.resolve() == root:
+        raise StepError(
+            f"refusing object {name!r}: its name would write outside {target} (an absolute path, "
+            "'..', '.' or an empty part): remove or rename it in the bucket"
+        )
+    return Path(*parts)
+
+
 def download_prefix(
-    uri: str, local_dir: Path, *, keep: Callable[[str], bool] = lambda _: True
+    uri: str,
+    local_dir: Path,
+    *,
+    keep: Callable[[str], bool] = lambda _: True,
+    owner: str | None = None,
 ) -> list[Path]:
     """Copy every object under the ``gs://`` directory ``uri`` into ``local_dir``.
 
-    Relative paths are kept; ``keep(relative_path)`` filters. ``local_dir`` is replaced if present,
-    and removed again if the download fails.
+    Relative paths are kept; ``keep(relative_path)`` filters. Every object's name is checked
+    before anything is written (:func:`safe_relative`): nothing lands outside ``local_dir``.
+    ``local_dir`` is written as an output (:func:`~yoda_step_io.files.outputs_in_place`: replaced
+    only where this ``owner`` wrote it, removed again if the download fails).
 
     Returns:
         The local files written.
 
     Raises:
-        StepError: no such bucket, or no matching object under ``uri``.
+        StepError: no such bucket, no matching object under ``uri``, or an unsafe object name.
     """
     from google.api_core import exceptions
 
     bucket_name, key = split_gs_uri(uri)
     prefix = f"{key.rstrip('/')}/" if key.strip("/") else ""
     client = storage_client()
+    try:
+        blobs = [
+            blob
+            for blob in client.list_blobs(bucket_name, prefix=prefix)
+            if not blob.name.endswith("/") and blob.name != prefix.rstrip("/")
+        ]
+    except exceptions.NotFound as error:
+        raise StepError(f"cannot list {uri}: bucket {bucket_name} does not exist") from error
+    planned = [(blob, safe_relative(blob.name, prefix, local_dir)) for blob in blobs]
+    planned = [(blob, relative) for blob, relative in planned if keep(relative.as_posix())]
+    if not planned:
+        raise StepError(f"no files found under {uri}: check the URI (a directory prefix)")
     written: list[Path] = []
-    with outputs_in_place(local_dir):
+    with outputs_in_place(local_dir, owner=owner):
         local_dir.mkdir()
-        try:
-            for blob in client.list_blobs(bucket_name, prefix=prefix):
-                relative = blob.name[len(prefix) :]
-                if not relative or relative.endswith("/") or not keep(relative):
-                    continue
-                target = local_dir / relative
-                target.parent.mkdir(parents=True, exist_ok=True)
-                blob.download_to_filename(str(target))
-                written.append(local_dir / relative)
-        except exceptions.NotFound as error:
-            raise StepError(f"cannot list {uri}: bucket {bucket_name} does not exist") from error
-        if not written:
-            raise StepError(f"no files found under {uri}: check the URI (a directory prefix)")
+        for blob, relative in planned:
+            target = local_dir / relative
+            target.parent.mkdir(parents=True, exist_ok=True)
+            blob.download_to_filename(str(target))
+            written.append(target)
     logger.info("downloaded %d file(s) from %s to %s", len(written), uri, local_dir)
     return written

@@ -13,9 +13,13 @@ import os
 from pathlib import Path
 
 from yoda_step_io.cli import StepError
+from yoda_step_io.files import CACHE_OWNER
 from yoda_step_io.gcs import download_prefix, split_gs_uri, storage_client
 
 logger = logging.getLogger(__name__)
+
+#: The mark of a finished download in a cached copy (hidden: not part of the model's revision).
+DOWNLOAD_COMPLETE = ".download-complete"
 
 
 def gcs_mount_path(uri: str) -> Path:
@@ -44,14 +48,25 @@ def resolve_model(name_or_uri: str) -> str:
     if (mounted / "config.json").is_file():
         logger.info("reading %s through the Cloud Storage FUSE mount %s", name_or_uri, mounted)
         return str(mounted)
-    digest = hashlib.sha256(name_or_uri.rstrip("/").encode()).hexdigest()[:16]
-    local = model_cache_dir() / digest
-    complete = local / ".download-complete"  # a killed download is not mistaken for a copy
+    return str(cached_copy(name_or_uri, model_cache_dir()))
+
+
+def cached_copy(uri: str, cache_dir: Path) -> Path:
+    """A local copy of the ``gs://`` folder ``uri`` in ``cache_dir``: downloaded on first use,
+    reused after. Its completion mark is written last, so a killed download is downloaded again,
+    never reused half-written.
+
+    Raises:
+        StepError: no files under ``uri``, its bucket does not exist, or an unsafe object name.
+    """
+    digest = hashlib.sha256(uri.rstrip("/").encode()).hexdigest()[:16]
+    local = cache_dir / digest
+    complete = local / DOWNLOAD_COMPLETE
     if not complete.is_file():
-        logger.info("downloading %s into %s (once)", name_or_uri, local)
-        download_prefix(name_or_uri.rstrip("/"), local)
+        logger.info("downloading %s into %s (once)", uri, local)
+        download_prefix(uri.rstrip("/"), local, owner=CACHE_OWNER)
         complete.touch()
-    return str(local)
+    return local
 
 
 def folder_revision(folder: Path) -> str:
