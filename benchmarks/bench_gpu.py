@@ -135,12 +135,13 @@ def table(rows: list[dict[str, Any]]) -> str:
 
 
 def write_section(path: Path, gpu: str, text: str, command: str) -> None:
-    """Replace (or add) the GPU section of docs/benchmarks.md."""
+    """Replace (or add) the GPU section of docs/benchmarks.md; the sections after it stay."""
     existing = path.read_text(encoding="utf-8") if path.is_file() else "# Benchmarks\n"
-    before = existing.split(SECTION)[0].rstrip()
+    before, _, rest = existing.partition(SECTION)
+    after = rest[rest.index("\n## ") :] if "\n## " in rest else ""
     stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
-    path.write_text(f"{before}\n\n{SECTION}\n\n`{command}` on {stamp}, {gpu}.\n\n{text}\n",
-                    encoding="utf-8")  # fmt: skip
+    path.write_text(f"{before.rstrip()}\n\n{SECTION}\n\n`{command}` on {stamp}, {gpu}.\n\n"
+                    f"{text}\n{after}", encoding="utf-8")  # fmt: skip
 
 
 def main() -> None:

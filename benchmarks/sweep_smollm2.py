@@ -56,7 +56,9 @@ def main() -> None:
     from yoda_fine_tuning.smollm2 import ensure_smollm2
     from yoda_fine_tuning.train import fine_tune
     from yoda_inference.predict import GenerationParameters, predict_test_set
+    from yoda_step_io import setup_logging
 
+    setup_logging()
     base = ensure_smollm2(ROOT / "build" / "smollm2-135m-instruct")
     peak = matmul_peak_gflops()
     hp = HyperParameters(

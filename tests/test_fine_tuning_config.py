@@ -44,6 +44,7 @@ def test_pipeline_settings_defaults_match_the_step() -> None:
         "learning_rate": "learning_rate", "num_train_epochs": "num_train_epochs",
         "max_steps": "max_steps", "per_device_train_batch_size": "per_device_train_batch_size",
         "max_seq_length": "max_seq_length", "validation_fraction": "validation_fraction",
+        "gradient_checkpointing": "gradient_checkpointing",
         "training_seed": "seed",
     }  # fmt: skip
     for setting, field in pairs.items():

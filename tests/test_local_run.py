@@ -26,6 +26,7 @@ from fake_vertex import VertexState, fake_vertex
 from yoda_pipeline.cli import main
 from yoda_pipeline.offline import ensure_tiny_model, offline_settings, run_local
 from yoda_pipeline.settings import LOCAL_IMAGE_LOCK, PipelineSettings
+from yoda_step_io import StepError
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 LOCK = str(REPO_ROOT / LOCAL_IMAGE_LOCK)
@@ -447,3 +448,22 @@ def test_a_permissive_gate_registers_the_adapter_served_by_the_inference_image(
     assert re.fullmatch(r"projects/yoda-project/locations/europe-west4/models/\d+@1", name)
     assert artifact["uri"] == f"https://europe-west4-aiplatform.googleapis.com/v1/{name}"
     assert artifact["metadata"]["is_default_version"] is True
+
+
+def test_smollm2_brings_its_cpu_recipe_and_needs_the_full_data(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """``base_model=smollm2``: the converted folder and the CPU recipe where the user set
+    nothing else; without raw data, one line says what to pass (the sample is too small)."""
+    from yoda_pipeline import offline
+
+    monkeypatch.setattr(offline, "ensure_smollm2", lambda folder: tmp_path / "smollm2")
+    with pytest.raises(StepError, match="RAW_DATA=hf://datasets/dvgodoy/yoda_sentences"):
+        offline_settings(PipelineSettings(base_model="smollm2"))
+    filled = offline_settings(
+        PipelineSettings(base_model="smollm2", raw_data_uri="data.csv", learning_rate=1e-3)
+    )
+    assert filled.base_model == str(tmp_path / "smollm2")
+    assert (filled.max_steps, filled.learning_rate) == (30, 1e-3), "the user's value stays"
+    assert filled.gradient_checkpointing is False and filled.quantization == "auto"
+    assert filled.lora_target_modules == "auto"

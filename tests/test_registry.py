@@ -192,3 +192,24 @@ def test_endpoint_commands_say_what_is_missing(
     (line,) = capsys.readouterr().err.strip().splitlines()
     assert line.startswith("error: YODA_REGION='europe-west99' is not a Vertex AI region")
     assert PipelineSettings(region="europe-west4").registry_model_name == "yoda-phi3"
+
+
+def test_an_offline_run_passes_the_gate_without_registering(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No project and no Vertex endpoint (make run-local): the register step says why it did not
+    register and ends well, so a model that passed the gate does not fail the run."""
+    from yoda_registry.register import NOT_REGISTERED
+    from yoda_registry.register import main as register_main
+    from yoda_step_io.vertex import ENDPOINT_VARIABLE
+
+    monkeypatch.delenv(ENDPOINT_VARIABLE, raising=False)
+    (tmp_path / "metrics").mkdir()
+    (tmp_path / "metrics" / "metrics.json").write_text(json.dumps(GOOD))
+    out = tmp_path / "executor_output.json"
+    executor = {"outputs": {"artifacts": {"vertex_model": {"artifacts": [{"name": "m"}]}},
+                            "outputFile": str(out)}}  # fmt: skip
+    register_main(["--model-uri", str(tmp_path), "--evaluation-metrics", str(tmp_path / "metrics"),
+                   "--serving-image", IMAGE, "--executor-input", json.dumps(executor)])  # fmt: skip
+    metadata = json.loads(out.read_text())["artifacts"]["vertex_model"]["artifacts"][0]["metadata"]
+    assert metadata == {"registered": False, "reason": NOT_REGISTERED}

@@ -127,6 +127,7 @@ def test_submit_sends_the_expected_create_pipeline_job(tmp_path: Path) -> None:
         ),
         ({"checkpoint_dir": "/tmp/ck"}, "YODA_CHECKPOINT_DIR='/tmp/ck': a local folder of a cloud"),
         ({"base_model": "pipeline/src"}, "YODA_BASE_MODEL='pipeline/src' is a local path"),
+        ({"base_model": "smollm2"}, "YODA_BASE_MODEL='smollm2' is the offline alias"),
         (
             {"image_lock": Path("/no/lock.json")},
             "YODA_IMAGE_LOCK: image lock /no/lock.json not found",

@@ -6,7 +6,7 @@ import re
 from pathlib import Path
 
 from yoda_pipeline.images import ImageLockError, load_image_lock, loopback_images
-from yoda_pipeline.settings import REGISTRY_NAME, PipelineSettings
+from yoda_pipeline.settings import REGISTRY_NAME, SMOLLM2, PipelineSettings
 from yoda_step_io.vocabulary import BASE_MODEL_FORMS, is_gs_uri, is_hub_id, is_local_path
 
 _PROJECT = re.compile(r"^[a-z][a-z0-9-]{4,28}[a-z0-9]$")
@@ -149,7 +149,13 @@ def _model_problems(settings: PipelineSettings) -> list[str]:
     """The base model and the checkpoints: where the cloud tasks read and write them."""
     problems: list[str] = []
     base = settings.base_model
-    if is_local_path(base) or Path(base).exists():
+    if base == SMOLLM2:
+        problems.append(
+            f"YODA_BASE_MODEL={base!r} is the offline alias of a converted local folder: for "
+            "Vertex AI, copy that folder to gs:// (make cache-base-model SOURCE=…) and pass its "
+            "URI, or a hub id (HuggingFaceTB/SmolLM2-135M-Instruct)"
+        )
+    elif is_local_path(base) or Path(base).exists():
         problems.append(
             f"YODA_BASE_MODEL={base!r} is a local path: use {BASE_MODEL_FORMS} "
             "(its copy: make cache-base-model)"

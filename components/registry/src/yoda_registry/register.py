@@ -163,6 +163,13 @@ def attach_evaluation(model: Any, aggregates: Mapping[str, float], run_name: str
     )
 
 
+#: Why an offline run's passing model is not registered.
+NOT_REGISTERED = (
+    "no Google Cloud project (an offline run): `make submit` registers in Vertex AI Model "
+    "Registry once YODA_PROJECT_ID and YODA_REGION are set"
+)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="yoda-register", description=__doc__,
@@ -190,6 +197,12 @@ def main(argv: Sequence[str] | None = None) -> None:
 
         executor_input = load_executor_input(args.executor_input)
         aggregates = read_aggregates(args.evaluation_metrics)
+        if not args.project and not os.environ.get(ENDPOINT_VARIABLE):
+            # an offline run (make run-local): no registry to register in, and nothing failed
+            logger.warning("not registered: %s", NOT_REGISTERED)
+            metadata = {"registered": False, "reason": NOT_REGISTERED}
+            write_executor_output(executor_input, {"vertex_model": metadata})
+            return
         registered = register_model(
             args.model_uri, aggregates, project=args.project, location=args.location,
             display_name=args.display_name, serving_image=args.serving_image,
