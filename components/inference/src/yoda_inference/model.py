@@ -152,8 +152,11 @@ def load_finetuned(
             "%s records no base model revision: %s is used as it is", model_dir, base_model
         )
     try:
-        model = PeftModel.from_pretrained(base, str(model_dir)).eval()
         tokenizer = AutoTokenizer.from_pretrained(model_dir)
+        if len(tokenizer) > base.get_input_embeddings().num_embeddings:
+            # training added a pad token (no spare one): the base gets its row too
+            base.resize_token_embeddings(len(tokenizer))
+        model = PeftModel.from_pretrained(base, str(model_dir)).eval()
     except (SafetensorError, OSError, ValueError, RuntimeError) as error:
         first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise StepError(
