@@ -157,7 +157,10 @@ def check_outputs(*outputs: Path, inputs: Iterable[Path] = (), owner: str | None
     """
     sources = [Path(source) for source in inputs]
     for number, output in enumerate(outputs):
-        check_output_path(output, inputs=sources, owner=owner)
+        try:
+            check_output_path(output, inputs=sources, owner=owner)
+        except PermissionError as error:  # a folder on the way this uid may not even look into
+            raise _unwritable(Path(output).parent, error) from error
         other = _overlap(Path(output).resolve(), outputs[number + 1 :])
         if other is not None:
             raise StepError(f"outputs {output} and {other} overlap: give each its own path")
@@ -168,12 +171,16 @@ def check_outputs(*outputs: Path, inputs: Iterable[Path] = (), owner: str | None
             probe.write_bytes(b"")
             probe.unlink()
         except OSError as error:
-            uid = os.getuid()
-            raise StepError(
-                f"cannot write to the output folder {folder} as uid {uid} "
-                f"({error.strerror or error}): run the step's image as root (its default, like "
-                f"Google's Vertex AI images) or make {folder} writable for uid {uid}"
-            ) from error
+            raise _unwritable(folder, error) from error
+
+
+def _unwritable(folder: Path, error: OSError) -> StepError:
+    uid = os.getuid()
+    return StepError(
+        f"cannot write to the output folder {folder} as uid {uid} "
+        f"({error.strerror or error}): run the step's image as root (its default, like "
+        f"Google's Vertex AI images) or make {folder} writable for uid {uid}"
+    )
 
 
 @contextmanager
