@@ -467,3 +467,12 @@ def test_smollm2_brings_its_cpu_recipe_and_needs_the_full_data(
     assert (filled.max_steps, filled.learning_rate) == (30, 1e-3), "the user's value stays"
     assert filled.gradient_checkpointing is False and filled.quantization == "auto"
     assert filled.lora_target_modules == "auto"
+
+
+def test_a_generator_that_fails_is_one_line(tmp_path: Path) -> None:
+    """The tiny model's or SmolLM2's generator failing: its reason in one line, not a traceback."""
+    from yoda_pipeline.offline import ensure_generated
+
+    with pytest.raises(StepError, match=r"could not make x in .*: .*No module named") as error:
+        ensure_generated(tmp_path / "m", "yoda_fine_tuning.no_such_generator", "x")
+    assert "\n" not in str(error.value) and not (tmp_path / "m").exists()

@@ -76,17 +76,14 @@ def test_the_report_on_non_utf8_results(tmp_path: Path, one_line: Callable[..., 
     )
     (tmp_path / "metrics").mkdir()
     (tmp_path / "metrics" / "metrics.json").write_bytes(b'{"rouge_l_mean": 1.0}')
-    line = one_line(main, "--evaluation-results", str(tmp_path / "results.csv"),
-                    "--evaluation-metrics", str(tmp_path / "metrics"),
-                    "--html-output", str(tmp_path / "r.html"),
-                    "--markdown-output", str(tmp_path / "r.md"))  # fmt: skip
-    assert "are not UTF-8" in line
+    argv = ["--evaluation-results", str(tmp_path / "results.csv"),
+            "--evaluation-metrics", str(tmp_path / "metrics"),
+            "--html-output", str(tmp_path / "r.html"),
+            "--markdown-output", str(tmp_path / "r.md")]  # fmt: skip
+    assert "are not UTF-8" in one_line(main, *argv)
     (tmp_path / "results.csv").write_text("user_input,reference,response,rouge_l\na,a,b,1\n")
     (tmp_path / "metrics" / "metrics.json").write_bytes(b'{"rouge_l_mean": "caf\xe9"}')
-    again = one_line(main, "--evaluation-results", str(tmp_path / "results.csv"),
-                     "--evaluation-metrics", str(tmp_path / "metrics"),
-                     "--html-output", str(tmp_path / "r.html"),
-                     "--markdown-output", str(tmp_path / "r.md"))  # fmt: skip
+    again = one_line(main, *argv)
     assert "is not UTF-8 text" in again
 
 

@@ -62,16 +62,14 @@ def safe_relative(name: str, prefix: str, target: Path) -> Path:
     """
     relative = name[len(prefix) :]
     parts = relative.split("/")
-    bad = (
-        not relative
-        or relative.startswith("/")
-        or any(part in ("", ".", "..") for part in parts)
+    root = target.resolve()
+    unsafe = (
+        any(part in ("", ".", "..") for part in parts)  # absolute names have an empty first part
         or "\\" in relative
         or "\0" in relative
     )
-    local = target.joinpath(*parts) if not bad else target
-    root = target.resolve()
-    if bad or not local.resolve().is_relative_to(root) or local.resolve() == root:
+    resolved = root if unsafe else target.joinpath(*parts).resolve()
+    if resolved == root or not resolved.is_relative_to(root):
         raise StepError(
             f"refusing object {name!r}: its name would write outside {target} (an absolute path, "
             "'..', '.' or an empty part): remove or rename it in the bucket"
