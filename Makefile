@@ -90,6 +90,11 @@ submit: install ## Check the cloud settings, compile with the image lock, submit
 check-gcp: install ## Check the Google Cloud set-up: APIs, bucket, Artifact Registry, GPU quota
 	$(UV) run --frozen yoda-pipeline check-gcp
 
+.PHONY: parameters-doc
+parameters-doc: install ## Rewrite docs/parameters.md from the parameter table (a test checks it is current)
+	$(UV) run --frozen python -m yoda_pipeline.reference > docs/.parameters.md.partial
+	mv docs/.parameters.md.partial docs/parameters.md
+
 .PHONY: bench
 bench: install ## Where the offline loop's time goes: one table, written to docs/benchmarks.md
 	$(UV) run --frozen python benchmarks/bench.py

@@ -6,6 +6,7 @@ import logging
 import os
 import subprocess
 import sys
+import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -16,6 +17,8 @@ from local_servers import free_port, wait_until_serving
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# gs:// models are downloaded into a cache of this session's, never into the user's ~/.cache.
+os.environ.setdefault("YODA_MODEL_CACHE", tempfile.mkdtemp(prefix="yoda-test-models-"))
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 FULL_DATASET = REPO_ROOT.parent / "shared" / "data" / "yoda_sentences.csv"

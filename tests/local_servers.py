@@ -1,12 +1,15 @@
 """The servers the tests start on 127.0.0.1 (the GCS emulator, ``yoda-serve`` on the host and in
-its image): a free port for one, and waiting until it answers."""
+its image): a free port for one, waiting until it answers, and a slow link in front of one."""
 
 from __future__ import annotations
 
 import socket
+import threading
 import time
+import urllib.parse
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 
 def free_port() -> int:
@@ -41,3 +44,51 @@ def wait_until_serving(
         if not alive() or time.monotonic() > deadline:
             raise RuntimeError(f"{what} did not come up at {url}: {log()}")
         time.sleep(0.2)
+
+
+def _pipe(source: socket.socket, sink: socket.socket, chunk: int, pause_s: float) -> None:
+    """Copy ``source`` to ``sink``, ``chunk`` bytes at a time, ``pause_s`` after each; close
+    both at the end of either."""
+    try:
+        while data := source.recv(chunk):
+            sink.sendall(data)
+            time.sleep(pause_s)
+    except OSError:
+        pass
+    finally:
+        source.close()
+        sink.close()
+
+
+@contextmanager
+def slow_link(upstream: str, *, bytes_per_s: int) -> Iterator[str]:
+    """A TCP proxy on 127.0.0.1 in front of ``upstream`` (``http://host:port``) that hands the
+    answers back at about ``bytes_per_s``: a real download through it takes seconds. Yields its
+    ``http://host:port`` (fake-gcs-server's download links follow the ``Host`` asked for)."""
+    target = urllib.parse.urlsplit(upstream)
+    listener = socket.create_server(("127.0.0.1", 0))
+    listener.settimeout(0.1)
+    stop = threading.Event()
+    chunk = 8192
+
+    def serve() -> None:
+        while not stop.is_set():
+            try:
+                client, _ = listener.accept()
+            except TimeoutError:
+                continue
+            client.settimeout(None)
+            server = socket.create_connection((target.hostname or "127.0.0.1", target.port or 80))
+            for source, sink, pause in ((client, server, 0.0),
+                                        (server, client, chunk / bytes_per_s)):  # fmt: skip
+                threading.Thread(target=_pipe, args=(source, sink, chunk, pause),
+                                 daemon=True).start()  # fmt: skip
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{listener.getsockname()[1]}"
+    finally:
+        stop.set()
+        thread.join(timeout=5)
+        listener.close()

@@ -12,16 +12,11 @@ import pytest
 
 from yoda_fine_tuning.architecture import DEFAULT_TARGETS
 from yoda_fine_tuning.cli import build_parser, hyperparameters_from_args, main
+from yoda_fine_tuning.configs import build_lora_config, build_sft_config
 from yoda_fine_tuning.hyperparams import HyperParameters
-from yoda_fine_tuning.train import (
-    RunPlan,
-    build_bnb_config,
-    build_lora_config,
-    build_sft_config,
-    plan_run,
-)
-from yoda_pipeline.settings import PipelineSettings
+from yoda_fine_tuning.plan import RunPlan, plan_run
 from yoda_step_io import StepError
+from yoda_step_io.quantization import build_bnb_config
 
 
 def test_defaults_are_the_articles_recipe() -> None:
@@ -33,23 +28,6 @@ def test_defaults_are_the_articles_recipe() -> None:
     assert (hp.learning_rate, hp.optim, hp.logging_steps) == (3e-4, "paged_adamw_8bit", 10)
     assert hp.packing and hp.gradient_checkpointing and hp.auto_find_batch_size
     assert (hp.quantization, hp.compute_dtype) == ("4bit", "float16")
-
-
-def test_pipeline_settings_defaults_match_the_step() -> None:
-    """The compiled pipeline's defaults (settings) and the step's defaults must not drift."""
-    settings, hp = PipelineSettings(), HyperParameters()
-    pairs = {
-        "quantization": "quantization", "compute_dtype": "compute_dtype", "lora_r": "lora_r",
-        "lora_alpha": "lora_alpha", "lora_dropout": "lora_dropout",
-        "learning_rate": "learning_rate", "num_train_epochs": "num_train_epochs",
-        "max_steps": "max_steps", "per_device_train_batch_size": "per_device_train_batch_size",
-        "max_seq_length": "max_seq_length", "validation_fraction": "validation_fraction",
-        "gradient_checkpointing": "gradient_checkpointing",
-        "training_seed": "seed",
-    }  # fmt: skip
-    for setting, field in pairs.items():
-        assert getattr(settings, setting) == getattr(hp, field), setting
-    assert settings.lora_target_modules == ",".join(hp.target_modules)
 
 
 @pytest.mark.parametrize(

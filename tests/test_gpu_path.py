@@ -11,10 +11,11 @@ from pathlib import Path
 
 import pytest
 
+from yoda_fine_tuning.configs import build_sft_config
 from yoda_fine_tuning.hyperparams import HyperParameters
 from yoda_fine_tuning.phi3_mini import PHI3_MINI, parameter_count, phi3_mini_config
+from yoda_fine_tuning.plan import plan_run
 from yoda_fine_tuning.recipes import RECIPES
-from yoda_fine_tuning.train import build_sft_config, plan_run
 from yoda_inference.predict import GenerationParameters, predict_test_set
 from yoda_pipeline.offline import offline_settings
 from yoda_pipeline.settings import PipelineSettings

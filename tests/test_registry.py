@@ -82,7 +82,7 @@ def test_gate_cli_writes_the_decision_and_the_condition(
         gate_main(["--evaluation-metrics", str(tmp_path / "none"), "--decision-output",
                    str(tmp_path / "d2"), "--passed-output", str(tmp_path / "p2")])  # fmt: skip
     assert exit_info.value.code == 2
-    assert "cannot read the evaluation's aggregates" in capsys.readouterr().err
+    assert "the evaluation's metrics" in capsys.readouterr().err
     assert not (tmp_path / "d2").exists() and not (tmp_path / "p2").exists()
 
 

@@ -339,8 +339,8 @@ def test_the_vocabularies_are_the_steps_own() -> None:
     from yoda_evaluation.metrics import DEFAULT_METRICS, METRICS
     from yoda_fine_tuning.architecture import DEFAULT_TARGETS
     from yoda_fine_tuning.hyperparams import Quantization
-    from yoda_inference.model import QUANTIZATION_MODES
     from yoda_step_io.libraries import COMPUTE_DTYPES
+    from yoda_step_io.vocabulary import QUANTIZATION_MODES
 
     assert tuple(METRICS) == DEFAULT_METRICS == vocabulary.METRIC_NAMES
     assert QUANTIZATION_MODES == get_args(Quantization) == vocabulary.QUANTIZATION_MODES

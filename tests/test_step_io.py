@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 from pathlib import Path
@@ -9,11 +10,15 @@ from pathlib import Path
 import pytest
 
 from yoda_step_io import (
+    Metadata,
+    Reported,
     StepError,
+    add_executor_input_flag,
     check_outputs,
     load_executor_input,
     outputs_in_place,
     parse_bool,
+    run_cli,
     run_step,
 )
 from yoda_step_io.executor import build_executor_output, write_executor_output
@@ -165,7 +170,79 @@ def test_parse_bool_reads_kfp_booleans(text: str, value: bool) -> None:
 
 
 def test_parse_bool_refuses_other_words() -> None:
-    import argparse
-
     with pytest.raises(argparse.ArgumentTypeError, match="expected true or false"):
         parse_bool("maybe")
+
+
+def cli_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="yoda-test-step")
+    parser.add_argument("--source", type=Path, required=True)
+    parser.add_argument("--model-output", type=Path, required=True)
+    parser.add_argument("--extra-output", type=Path)
+    add_executor_input_flag(parser)
+    return parser
+
+
+def cli_args(tmp_path: Path, *more: str) -> list[str]:
+    (tmp_path / "source.jsonl").write_text("{}")
+    raw = json.dumps(executor_input(tmp_path))
+    return ["--source", str(tmp_path / "source.jsonl"), "--model-output", str(tmp_path / "model"),
+            "--executor-input", raw, *more]  # fmt: skip
+
+
+def write_model(args: argparse.Namespace) -> None:
+    with outputs_in_place(args.model_output):
+        args.model_output.mkdir()
+        (args.model_output / "weights").write_text("w")
+
+
+def test_run_cli_writes_the_outputs_and_the_executor_output(tmp_path: Path) -> None:
+    def body(args: argparse.Namespace) -> Reported:
+        assert args.extra_output is None, "an unset output is not checked"
+        write_model(args)
+        return Reported({"model": {"rank": 8}}, uris={"model": "https://registry/model"})
+
+    run_cli(cli_parser(), cli_args(tmp_path), body, outputs=("model_output", "extra_output"),
+            inputs=("source",))  # fmt: skip
+    written = json.loads((tmp_path / "task" / "executor_output.json").read_text())
+    model = written["artifacts"]["model"]["artifacts"][0]
+    assert model == {"name": "projects/p/model", "uri": "https://registry/model",
+                     "metadata": {"rank": 8}}  # fmt: skip
+    assert (tmp_path / "model" / "weights").read_text() == "w"
+
+
+def test_run_cli_turns_a_failure_into_one_line_exit_2_and_no_outputs(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    def body(args: argparse.Namespace) -> Metadata:
+        with outputs_in_place(args.model_output):
+            args.model_output.mkdir()
+            raise StepError("the data is\n  bad")
+
+    with pytest.raises(SystemExit) as exit_info:
+        run_cli(cli_parser(), cli_args(tmp_path), body, outputs=("model_output",))
+    assert exit_info.value.code == 2
+    assert capsys.readouterr().err.splitlines()[-1] == "error: the data is bad"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["source.jsonl"], "no output, no mark"
+
+
+@pytest.mark.parametrize(
+    ("output", "message"),
+    [("source.jsonl", "overlaps the input"), ("taken", "already exists and is not written by")],
+)
+def test_run_cli_refuses_outputs_before_the_body_runs(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], output: str, message: str
+) -> None:
+    (tmp_path / "taken").write_text("someone else's")
+
+    def body(args: argparse.Namespace) -> Metadata:
+        raise AssertionError("the body ran")
+
+    argv = cli_args(tmp_path, "--extra-output", str(tmp_path / output))
+    with pytest.raises(SystemExit) as exit_info:
+        run_cli(cli_parser(), argv, body, outputs=("model_output", "extra_output"),
+                inputs=("source",))  # fmt: skip
+    assert exit_info.value.code == 2
+    assert message in capsys.readouterr().err.splitlines()[-1]
+    assert (tmp_path / "taken").read_text() == "someone else's"
+    assert not (tmp_path / "task").exists(), "no executor output"

@@ -1,12 +1,18 @@
-"""Fetch a run's artifacts for a person to look at: TensorBoard event files, from disk or GCS."""
+"""Fetch a run's artifacts for a person to look at: TensorBoard event files, from disk or GCS
+(`yoda-pipeline tensorboard`), and its model's answers (`yoda-pipeline predict`)."""
 
 from __future__ import annotations
 
+import argparse
 import logging
 import shutil
+import subprocess
+import sys
 from pathlib import Path, PurePosixPath
 
+from yoda_pipeline.settings import PipelineSettings
 from yoda_step_io import StepError, outputs_in_place
+from yoda_step_io.contract import ADAPTER_CONFIG, METRICS, MODEL
 from yoda_step_io.gcs import download_prefix
 
 logger = logging.getLogger(__name__)
@@ -56,7 +62,7 @@ def fine_tuning_metrics_location(source: str) -> str:
     path = Path(source)
     if not path.is_dir():
         raise StepError(f"{source} is neither a gs:// URI nor a local directory")
-    return str(run_output(path, FINE_TUNING_TASK, "metrics") or path)
+    return str(run_output(path, FINE_TUNING_TASK, METRICS) or path)
 
 
 def _is_event_file(relative: str) -> bool:
@@ -89,3 +95,48 @@ def fetch_tensorboard_logs(source: str, logs_dir: Path) -> Path:
             shutil.copy2(event, target)
     logger.info("copied %d event file(s) from %s to %s", len(events), location, destination)
     return destination
+
+
+def add_source_argument(parser: argparse.ArgumentParser, artifact: str) -> None:
+    """The optional ``source``: ``artifact`` or a local run folder, else the newest local run."""
+    parser.add_argument(
+        "source",
+        nargs="?",
+        help=f"{artifact} or a local run folder; default: the latest local run",
+    )
+
+
+def add_tensorboard_flags(parser: argparse.ArgumentParser) -> None:
+    add_source_argument(parser, "fine-tuning metrics artifact (gs:// or local)")
+    parser.add_argument("--logs-dir", type=Path, default=Path("logs"))
+
+
+def tensorboard_command(args: argparse.Namespace, settings: PipelineSettings) -> None:
+    """tensorboard: fetch the event files and print how to open them."""
+    source: str | None = args.source
+    if source is None:
+        run, _ = newest_run_with(
+            settings.local_runs_dir, FINE_TUNING_TASK, METRICS, holding=f"{EVENT_PREFIX}*"
+        )
+        source = str(run)
+    destination = fetch_tensorboard_logs(source, args.logs_dir)
+    print(f"TensorBoard logs of {source} are in {destination}")
+    print(f"Open them with:  uv run tensorboard --logdir {args.logs_dir}")
+
+
+def add_predict_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model", help="Model artifact: gs://… or a local directory")
+
+
+def predict_command(args: argparse.Namespace, settings: PipelineSettings) -> int:
+    """predict: hand the model and sentences to ``yoda-predict`` (the inference package's own
+    command); its exit status."""
+    model: str | None = args.model
+    if model is None:
+        _, found = newest_run_with(
+            settings.local_runs_dir, FINE_TUNING_TASK, MODEL, holding=ADAPTER_CONFIG
+        )
+        model = str(found)
+    script = Path(sys.executable).with_name("yoda-predict")
+    command = [str(script) if script.is_file() else "yoda-predict", model, *args.sentences]
+    return subprocess.run(command, check=False).returncode

@@ -1,12 +1,14 @@
-"""Checks on the settings that a cloud submission needs, before any network call."""
+"""Checks on the settings that a cloud submission needs, before any network call; the
+`yoda-pipeline submit` command that makes them."""
 
 from __future__ import annotations
 
+import argparse
 import re
 from pathlib import Path
 
 from yoda_pipeline.images import ImageLockError, load_image_lock, loopback_images
-from yoda_pipeline.settings import REGISTRY_NAME, SMOLLM2, PipelineSettings
+from yoda_pipeline.settings import SMOLLM2, PipelineSettings
 from yoda_step_io.vocabulary import BASE_MODEL_FORMS, is_gs_uri, is_hub_id, is_local_path
 
 _PROJECT = re.compile(r"^[a-z][a-z0-9-]{4,28}[a-z0-9]$")
@@ -106,13 +108,7 @@ def place_problems(settings: PipelineSettings) -> list[str]:
 
 def endpoint_problems(settings: PipelineSettings) -> list[str]:
     """What `make deploy`, `make ask-endpoint` and `make undeploy` need."""
-    problems = place_problems(settings)
-    if not REGISTRY_NAME.match(settings.registry_model_name):
-        problems.append(
-            f"YODA_REGISTRY_MODEL_NAME={settings.registry_model_name!r}: expected a Model Registry "
-            "display name of letters, digits, _ and -, at most 100"
-        )
-    return problems
+    return place_problems(settings)  # the model's name is checked with every setting
 
 
 def cloud_problems(settings: PipelineSettings) -> list[str]:
@@ -203,3 +199,11 @@ def validate_for_endpoint(settings: PipelineSettings) -> None:
 
 def pipeline_root(settings: PipelineSettings) -> str:
     return settings.pipeline_root or f"gs://{settings.bucket}/pipeline_root"
+
+
+def submit_command(args: argparse.Namespace, settings: PipelineSettings) -> None:
+    """submit (:mod:`yoda_pipeline.submit`, which imports kfp and the Vertex AI client): the
+    run's console URL."""
+    from yoda_pipeline.submit import submit_pipeline
+
+    print(f"Submitted: {submit_pipeline(settings, args.output)}")

@@ -4,11 +4,12 @@ the fine-tuned model behind an online endpoint, served by the inference image (`
 The endpoint is found or created by name (``<registry model name>-endpoint``), so a second
 ``make deploy`` reuses it: the new default version takes all the traffic, and the version it
 replaces is undeployed. ``make undeploy`` undeploys everything and deletes the endpoint, which
-stops the billing.
+stops the billing. The commands: ``yoda-pipeline deploy``, ``ask-endpoint`` and ``undeploy``.
 """
 
 from __future__ import annotations
 
+import argparse
 import logging
 from dataclasses import dataclass
 from typing import Any
@@ -122,3 +123,19 @@ def undeploy(settings: PipelineSettings) -> str:
     endpoint.delete(sync=True)
     logger.info("deleted %s", name)
     return name
+
+
+def deploy_command(_: argparse.Namespace, settings: PipelineSettings) -> None:
+    """deploy: the endpoint's name."""
+    print(f"Deployed to {deploy(settings)}")
+
+
+def ask_command(args: argparse.Namespace, settings: PipelineSettings) -> None:
+    """ask-endpoint: each sentence and its answer."""
+    for sentence, answer in zip(args.sentences, ask(settings, args.sentences), strict=True):
+        print(f"> {sentence}\n{answer or '(empty answer)'}\n")
+
+
+def undeploy_command(_: argparse.Namespace, settings: PipelineSettings) -> None:
+    """undeploy: the deleted endpoint's name."""
+    print(f"Undeployed and deleted {undeploy(settings)}")

@@ -7,6 +7,7 @@ the Vertex AI custom-training quota for the chosen GPU in the chosen region.
 
 from __future__ import annotations
 
+import argparse
 import json
 import logging
 from collections.abc import Callable
@@ -188,3 +189,12 @@ def print_checks(checks: list[Check]) -> int:
     failed = [check.name for check in checks if not check.ok]
     print("All set." if not failed else f"Fix: {', '.join(failed)}.")
     return 1 if failed else 0
+
+
+def add_check_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--skip", action="append", default=[], help="a check to skip")
+
+
+def check_gcp_command(args: argparse.Namespace, settings: PipelineSettings) -> int:
+    """check-gcp: one line per check; exit status 1 when one failed."""
+    return print_checks(run_checks(settings, skip=set(args.skip)))

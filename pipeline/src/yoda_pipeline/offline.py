@@ -24,6 +24,7 @@ from yoda_pipeline.report import (
 )
 from yoda_pipeline.settings import SMOLLM2, PipelineSettings, sample_data_path
 from yoda_step_io import StepError
+from yoda_step_io.contract import EVALUATION_RESULTS
 
 logger = logging.getLogger(__name__)
 
@@ -168,7 +169,7 @@ def run_local(settings: PipelineSettings, *, runner: Runner = "subprocess") -> P
     print(f"\nLocal run finished ({where}): {run_dir}")
     for artifact in artifacts:
         print(f"  {artifact.parent.name}/{artifact.name}: {artifact}")
-    results = run_output(run_dir, EVALUATION_TASK, "evaluation_results")
+    results = run_output(run_dir, EVALUATION_TASK, EVALUATION_RESULTS)
     aggregates = read_aggregates(str(results)) if results else None
     print(f"\n{format_run_summary(aggregates, html_report(run_dir), gate_outcome(run_dir))}")
     return run_dir

@@ -1,16 +1,30 @@
-"""Print a finished run's evaluation: the headline (fine-tuned, base model, echo baseline), the
-per-sample statistics, the best and worst samples, and where the HTML report is."""
+"""Print a finished run's evaluation (`yoda-pipeline report`): the headline (fine-tuned, base
+model, echo baseline), the per-sample statistics, the best and worst samples, and where the HTML
+report is."""
 
 from __future__ import annotations
 
+import argparse
 import csv
 import io
 import json
 import statistics
 from pathlib import Path
 
-from yoda_pipeline.artifacts import run_output
+from yoda_pipeline.artifacts import add_source_argument, newest_run_with, run_output
+from yoda_pipeline.settings import PipelineSettings
 from yoda_step_io import StepError
+from yoda_step_io.contract import (
+    DECISION,
+    DECISION_FILE,
+    EVALUATION_RESULTS,
+    HTML,
+    METRICS,
+    RESULT_TEXT_COLUMNS,
+    VERTEX_MODEL,
+    MissingMetricsError,
+    read_metrics,
+)
 from yoda_step_io.gcs import split_gs_uri, storage_client
 from yoda_step_io.scores import format_headline
 
@@ -18,7 +32,6 @@ EVALUATION_TASK = "evaluation-component"
 REPORT_TASK = "report-component"
 GATE_TASK = "gate-component"
 REGISTER_TASK = "register-component"
-TEXT_COLUMNS = ("user_input", "reference", "response", "base_response")
 
 
 def evaluation_results_location(source: str) -> str:
@@ -27,7 +40,7 @@ def evaluation_results_location(source: str) -> str:
         return source
     path = Path(source)
     if path.is_dir():
-        found = run_output(path, EVALUATION_TASK, "evaluation_results")
+        found = run_output(path, EVALUATION_TASK, EVALUATION_RESULTS)
         if found is None:
             raise StepError(f"no evaluation results under {source}: did the run finish?")
         return str(found)
@@ -65,33 +78,37 @@ def read_results(location: str) -> list[dict[str, str]]:
 
 
 def read_aggregates(results_location: str) -> dict[str, float] | None:
-    """The evaluation's aggregates (``metrics/metrics.json`` beside the results), if there."""
+    """The evaluation's aggregates (``metrics/metrics.json`` beside the results); ``None`` where
+    there are none (a results file on its own, or a run without the evaluation's metrics).
+
+    Raises:
+        StepError: the file is there but unreadable, or not a JSON object of numbers.
+    """
     parent = results_location.rstrip("/").rsplit("/", 1)[0]
     try:
-        aggregates: dict[str, float] = json.loads(read_text(f"{parent}/metrics/metrics.json"))
-    except StepError:
+        return read_metrics(f"{parent}/{METRICS}")
+    except MissingMetricsError:
         return None
-    return aggregates
 
 
 def html_report(run_dir: Path) -> Path | None:
     """The report step's HTML in a local run folder, if the run got that far."""
-    return run_output(run_dir, REPORT_TASK, "html")
+    return run_output(run_dir, REPORT_TASK, HTML)
 
 
 def gate_outcome(run_dir: Path) -> str | None:
     """The quality gate's decision in a local run, and the registration it led to, if any."""
-    decision_dir = run_output(run_dir, GATE_TASK, "decision")
-    if decision_dir is None or not (decision_dir / "decision.json").is_file():
+    decision_dir = run_output(run_dir, GATE_TASK, DECISION)
+    if decision_dir is None or not (decision_dir / DECISION_FILE).is_file():
         return None
-    decision = json.loads((decision_dir / "decision.json").read_text(encoding="utf-8"))
+    decision = json.loads((decision_dir / DECISION_FILE).read_text(encoding="utf-8"))
     if not decision["passed"]:
         return f"Quality gate: not passed, not registered ({decision['reasons']})"
     outcome = f"Quality gate: passed ({decision['reasons']})"
     registered = run_output(run_dir, REGISTER_TASK, "executor_output.json")
     if registered is not None:
         output = json.loads(registered.read_text(encoding="utf-8"))
-        model = output["artifacts"]["vertex_model"]["artifacts"][0]["metadata"]
+        model = output["artifacts"][VERTEX_MODEL]["artifacts"][0]["metadata"]
         if model.get("registered") is False:
             return f"{outcome}; not registered: {model['reason']}"
         default = "the default version" if model["is_default_version"] else "not the default"
@@ -117,7 +134,7 @@ def _one_line(text: str) -> str:
 
 def format_report(rows: list[dict[str, str]], by: str, top: int) -> str:
     """Aggregates per metric, then the ``top`` best and worst samples by metric ``by``."""
-    metrics = [name for name in rows[0] if name not in TEXT_COLUMNS]
+    metrics = [name for name in rows[0] if name not in RESULT_TEXT_COLUMNS]
     if by not in metrics:
         raise StepError(f"no metric {by!r} in the results; they have: {', '.join(metrics)}")
     lines = [f"{len(rows)} samples", f"{'metric':<26}{'mean':>8}{'median':>8}{'min':>8}{'max':>8}"]
@@ -139,3 +156,32 @@ def format_report(rows: list[dict[str, str]], by: str, top: int) -> str:
                     f"          base model: {_one_line(row['base_response']) or '(empty)'}"
                 )
     return "\n".join(lines)
+
+
+def add_report_flags(parser: argparse.ArgumentParser) -> None:
+    add_source_argument(parser, "evaluation_results artifact (gs:// or local file)")
+    parser.add_argument("--by", default="rouge_l", help="metric that ranks the samples")
+    parser.add_argument("--top", type=int, default=3, help="how many best and worst")
+
+
+def report_command(args: argparse.Namespace, settings: PipelineSettings) -> None:
+    """report: print a run's headline, its per-sample statistics, its best and worst samples and
+    where its HTML report is."""
+    source: str | None = args.source
+    run_dir: Path | None = None
+    if source is None:
+        run_dir, results = newest_run_with(
+            settings.local_runs_dir, EVALUATION_TASK, EVALUATION_RESULTS
+        )
+        source = str(results)
+    elif Path(source).is_dir():
+        run_dir = Path(source)
+    location = evaluation_results_location(source)
+    aggregates = read_aggregates(location)
+    if aggregates:
+        print(format_headline(aggregates), end="\n\n")
+    print(format_report(read_results(location), args.by, args.top))
+    if run_dir is not None:  # a local run: the gate's outcome and the HTML report, if any
+        tail = format_run_summary(None, html_report(run_dir), gate_outcome(run_dir))
+        if tail:
+            print(f"\n{tail}")

@@ -13,15 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from yoda_data_transformation.transform import TARGET_COLUMNS, transform
-from yoda_step_io import (
-    add_executor_input_flag,
-    check_outputs,
-    load_executor_input,
-    local_inputs,
-    run_step,
-    setup_logging,
-    write_executor_output,
-)
+from yoda_step_io import Metadata, add_executor_input_flag, run_cli
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -29,10 +21,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--raw-data-uri", required=True, help="CSV: local path, gs:// or hf://")
     parser.add_argument("--train-output", type=Path, required=True, help="train JSONL path")
     parser.add_argument("--test-output", type=Path, required=True, help="test JSONL path")
+    columns = ", ".join(TARGET_COLUMNS)
     parser.add_argument(
         "--target-column",
         default="translation_extra",
-        help=f"assistant answer column, one of: {', '.join(TARGET_COLUMNS)}",
+        help=f"assistant answer column, one of: {columns}",
     )
     parser.add_argument("--test-fraction", type=float, default=0.1, help="share of rows for test")
     parser.add_argument("--seed", type=int, default=42, help="seed of the train/test shuffle")
@@ -40,27 +33,23 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def step(args: argparse.Namespace) -> Metadata:
+    """Split the data; the artifacts' metadata."""
+    result = transform(
+        args.raw_data_uri,
+        args.train_output,
+        args.test_output,
+        target_column=args.target_column,
+        test_fraction=args.test_fraction,
+        seed=args.seed,
+    )
+    return {"train": result.metadata("train"), "test": result.metadata("test")}
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     """Parse flags, run :func:`transform`, report artifact metadata to KFP."""
-    args = build_parser().parse_args(argv)
-    setup_logging()
-
-    def step() -> None:
-        executor_input = load_executor_input(args.executor_input)
-        check_outputs(args.train_output, args.test_output, inputs=local_inputs(args.raw_data_uri))
-        result = transform(
-            args.raw_data_uri,
-            args.train_output,
-            args.test_output,
-            target_column=args.target_column,
-            test_fraction=args.test_fraction,
-            seed=args.seed,
-        )
-        write_executor_output(
-            executor_input, {"train": result.metadata("train"), "test": result.metadata("test")}
-        )
-
-    run_step(step)
+    outputs = ("train_output", "test_output")
+    run_cli(build_parser(), argv, step, outputs=outputs, inputs=("raw_data_uri",))
 
 
 if __name__ == "__main__":

@@ -14,24 +14,12 @@ from pathlib import Path
 
 from yoda_evaluation.evaluate import evaluate_predictions
 from yoda_evaluation.metrics import METRICS, parse_metric_names
-from yoda_step_io import (
-    add_executor_input_flag,
-    check_outputs,
-    load_executor_input,
-    local_inputs,
-    run_step,
-    setup_logging,
-    write_executor_output,
-)
-from yoda_step_io.executor import input_metadata
+from yoda_step_io import Metadata, add_executor_input_flag, run_cli, step_parser
+from yoda_step_io.executor import input_metadata, load_executor_input
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="yoda-evaluation",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    parser = step_parser("yoda-evaluation", __doc__)
     parser.add_argument("--predictions", type=Path, required=True, help="predictions CSV")
     parser.add_argument(
         "--base-predictions",
@@ -49,45 +37,37 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def step(args: argparse.Namespace) -> Metadata:
+    """Score the predictions; the aggregates and the results' metadata."""
+    names = parse_metric_names(args.metrics)
+    executor_input = load_executor_input(args.executor_input)  # for the upstream metadata
+    upstream = {
+        f"{prefix}cut_answers": float(metadata["cut_answers"])
+        for prefix, name in (("", "predictions"), ("base_", "base_predictions"))
+        if "cut_answers" in (metadata := input_metadata(executor_input, name))
+    }
+    result = evaluate_predictions(
+        args.predictions,
+        args.results_output,
+        args.metrics_output,
+        names,
+        base_predictions_path=args.base_predictions,
+        upstream=upstream,
+    )
+    return {
+        "metrics": result.aggregates,
+        "evaluation_results": {
+            "rows": result.aggregates["samples"],
+            "metrics": ",".join(names),
+            "seconds_per_sample": result.seconds_per_sample,
+        },
+    }
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     """Parse flags, score the predictions, report the aggregates to KFP."""
-    args = build_parser().parse_args(argv)
-    setup_logging()
-
-    def step() -> None:
-        executor_input = load_executor_input(args.executor_input)
-        check_outputs(
-            args.results_output,
-            args.metrics_output,
-            inputs=local_inputs(args.predictions, args.base_predictions),
-        )
-        names = parse_metric_names(args.metrics)
-        upstream = {
-            f"{prefix}cut_answers": float(metadata["cut_answers"])
-            for prefix, name in (("", "predictions"), ("base_", "base_predictions"))
-            if "cut_answers" in (metadata := input_metadata(executor_input, name))
-        }
-        result = evaluate_predictions(
-            args.predictions,
-            args.results_output,
-            args.metrics_output,
-            names,
-            base_predictions_path=args.base_predictions,
-            upstream=upstream,
-        )
-        write_executor_output(
-            executor_input,
-            {
-                "metrics": result.aggregates,
-                "evaluation_results": {
-                    "rows": result.aggregates["samples"],
-                    "metrics": ",".join(names),
-                    "seconds_per_sample": result.seconds_per_sample,
-                },
-            },
-        )
-
-    run_step(step)
+    outputs, inputs = ("results_output", "metrics_output"), ("predictions", "base_predictions")
+    run_cli(build_parser(), argv, step, outputs=outputs, inputs=inputs)
 
 
 if __name__ == "__main__":

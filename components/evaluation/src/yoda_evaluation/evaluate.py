@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 from yoda_evaluation.metrics import aggregate_metrics, compute_metrics, metric_definitions
 from yoda_step_io import StepError, local_inputs, outputs_in_place, timing
 from yoda_step_io.answers import degenerate_counts, warn_if_degenerate
+from yoda_step_io.contract import METRICS_FILE, PREDICTION_COLUMNS
 from yoda_step_io.progress import ProgressLog
 
 if TYPE_CHECKING:  # pandas and ragas are imported where used: `--help` stays instant
@@ -22,7 +23,6 @@ if TYPE_CHECKING:  # pandas and ragas are imported where used: `--help` stays in
 
 logger = logging.getLogger(__name__)
 
-PREDICTION_COLUMNS = ("user_input", "reference", "extracted_response")
 #: The longest text a predictions cell may hold: far above any answer max_new_tokens allows, far
 #: below what makes the O(n·m) string metrics crawl (a 50 MB answer took minutes).
 MAX_TEXT_CHARS = 100_000
@@ -189,7 +189,7 @@ def evaluate_predictions(
         # RFC 4180 line ends: a lone "\r" inside an answer is then quoted, not a line break
         results.to_csv(results_path, index=False, encoding="utf-8", lineterminator="\r\n")
         metrics_path.mkdir()
-        (metrics_path / "metrics.json").write_text(json.dumps(aggregates, indent=2))
+        (metrics_path / METRICS_FILE).write_text(json.dumps(aggregates, indent=2))
     headline = {
         key: round(aggregates[key], 4)
         for key in ("rouge_l_mean", "base_rouge_l_mean", "echo_rouge_l_mean")

@@ -20,6 +20,7 @@ from typing import Any
 
 from yoda_evaluation.charts import svg_histogram, svg_lines
 from yoda_step_io import StepError
+from yoda_step_io.contract import HYPERPARAMETERS_FILE, LOG_HISTORY_FILE, METRICS_FILE, read_metrics
 from yoda_step_io.scores import degenerate_rows, format_score, headline_rows, metric_names
 
 #: How many best and worst samples the report shows.
@@ -73,19 +74,19 @@ def load_report_inputs(
         ) from error
     except csv.Error as error:
         raise StepError(f"evaluation results {results} are not a valid CSV: {error}") from error
-    aggregates = _json(evaluation_metrics / "metrics.json", "evaluation metrics")
+    aggregates = read_metrics(evaluation_metrics)
     if not metric_names(aggregates):
-        raise StepError(f"{evaluation_metrics / 'metrics.json'} holds no <metric>_mean")
+        raise StepError(f"{evaluation_metrics / METRICS_FILE} holds no <metric>_mean")
     history: list[dict[str, Any]] = []
     training: dict[str, Any] = {}
     if training_metrics is not None:
-        if (training_metrics / "log_history.json").is_file():
-            history = _json(training_metrics / "log_history.json", "training log history")
-        if (training_metrics / "metrics.json").is_file():
-            training = _json(training_metrics / "metrics.json", "training metrics")
+        if (training_metrics / LOG_HISTORY_FILE).is_file():
+            history = _json(training_metrics / LOG_HISTORY_FILE, "training log history")
+        if (training_metrics / METRICS_FILE).is_file():
+            training = _json(training_metrics / METRICS_FILE, "training metrics")
     hyperparameters: dict[str, Any] = {}
-    if model is not None and (model / "hyperparameters.json").is_file():
-        hyperparameters = _json(model / "hyperparameters.json", "hyper-parameters")
+    if model is not None and (model / HYPERPARAMETERS_FILE).is_file():
+        hyperparameters = _json(model / HYPERPARAMETERS_FILE, "hyper-parameters")
     return ReportInputs(aggregates, samples, history, training, hyperparameters)
 
 

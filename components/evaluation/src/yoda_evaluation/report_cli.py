@@ -14,24 +14,11 @@ import argparse
 from collections.abc import Sequence
 from pathlib import Path
 
-from yoda_step_io import (
-    add_executor_input_flag,
-    check_outputs,
-    load_executor_input,
-    local_inputs,
-    outputs_in_place,
-    run_step,
-    setup_logging,
-    write_executor_output,
-)
+from yoda_step_io import Metadata, add_executor_input_flag, outputs_in_place, run_cli, step_parser
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="yoda-report",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    parser = step_parser("yoda-report", __doc__)
     parser.add_argument("--evaluation-results", type=Path, required=True, help="per-sample CSV")
     parser.add_argument("--evaluation-metrics", type=Path, required=True, help="metrics folder")
     parser.add_argument("--training-metrics", type=Path, help="fine-tuning metrics folder")
@@ -42,36 +29,26 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def step(args: argparse.Namespace) -> Metadata:
+    """Render and write the report; its size."""
+    from yoda_evaluation.report import load_report_inputs, render_html, render_markdown
+
+    inputs = load_report_inputs(
+        args.evaluation_results, args.evaluation_metrics, args.training_metrics, args.model
+    )
+    html, markdown = render_html(inputs), render_markdown(inputs)
+    with outputs_in_place(args.html_output, args.markdown_output):
+        args.html_output.write_text(html, encoding="utf-8")
+        args.markdown_output.write_text(markdown, encoding="utf-8")
+    about = {"samples": len(inputs.samples), "format": "self-contained"}
+    return {"html": {**about, "bytes": len(html.encode())}, "markdown": {**about}}
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     """Parse flags, render the report, tell KFP its size."""
-    args = build_parser().parse_args(argv)
-    setup_logging()
-
-    def step() -> None:
-        from yoda_evaluation.report import load_report_inputs, render_html, render_markdown
-
-        executor_input = load_executor_input(args.executor_input)
-        sources = (
-            args.evaluation_results,
-            args.evaluation_metrics,
-            args.training_metrics,
-            args.model,
-        )
-        check_outputs(args.html_output, args.markdown_output, inputs=local_inputs(*sources))
-        inputs = load_report_inputs(
-            args.evaluation_results, args.evaluation_metrics, args.training_metrics, args.model
-        )
-        html, markdown = render_html(inputs), render_markdown(inputs)
-        with outputs_in_place(args.html_output, args.markdown_output):
-            args.html_output.write_text(html, encoding="utf-8")
-            args.markdown_output.write_text(markdown, encoding="utf-8")
-        about = {"samples": len(inputs.samples), "format": "self-contained"}
-        write_executor_output(
-            executor_input,
-            {"html": {**about, "bytes": len(html.encode())}, "markdown": {**about}},
-        )
-
-    run_step(step)
+    outputs = ("html_output", "markdown_output")
+    inputs = ("evaluation_results", "evaluation_metrics", "training_metrics", "model")
+    run_cli(build_parser(), argv, step, outputs=outputs, inputs=inputs)
 
 
 if __name__ == "__main__":

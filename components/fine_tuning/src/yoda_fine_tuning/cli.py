@@ -18,17 +18,8 @@ from typing import Any
 
 from yoda_fine_tuning.hyperparams import HyperParameters
 from yoda_fine_tuning.train import fine_tune
-from yoda_step_io import (
-    StepError,
-    add_executor_input_flag,
-    check_outputs,
-    load_executor_input,
-    local_inputs,
-    parse_bool,
-    run_step,
-    setup_logging,
-    write_executor_output,
-)
+from yoda_step_io import Metadata, StepError, add_executor_input_flag, run_cli, step_parser
+from yoda_step_io.cli import parse_bool
 from yoda_step_io.gcs import split_gs_uri
 from yoda_step_io.models import gcs_mount_path
 
@@ -75,11 +66,7 @@ def _flag_type(annotation: Any) -> Callable[[str], Any]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="yoda-fine-tuning",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    parser = step_parser("yoda-fine-tuning", __doc__)
     parser.add_argument("--train-dataset", type=Path, required=True, help="train JSONL (messages)")
     parser.add_argument("--model-output", type=Path, required=True, help="adapter directory")
     parser.add_argument("--metrics-output", type=Path, required=True, help="metrics directory")
@@ -107,29 +94,24 @@ def hyperparameters_from_args(args: argparse.Namespace) -> HyperParameters:
     return HyperParameters(**{field.name: getattr(args, field.name) for field in fields})
 
 
+def step(args: argparse.Namespace) -> Metadata:
+    """Train; the metrics and the model's metadata."""
+    checkpoints = checkpoint_folder(args.checkpoint_dir)
+    result = fine_tune(
+        args.train_dataset,
+        args.model_output,
+        args.metrics_output,
+        base_model=args.base_model,
+        hp=hyperparameters_from_args(args),
+        checkpoint_dir=checkpoints,
+    )
+    return {"model": result.model_metadata, "metrics": result.metrics}
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     """Parse flags, train, report metrics and model metadata to KFP."""
-    args = build_parser().parse_args(argv)
-    setup_logging()
-
-    def step() -> None:
-        executor_input = load_executor_input(args.executor_input)
-        sources = local_inputs(args.train_dataset, args.base_model)
-        check_outputs(args.model_output, args.metrics_output, inputs=sources)
-        checkpoints = checkpoint_folder(args.checkpoint_dir)
-        result = fine_tune(
-            args.train_dataset,
-            args.model_output,
-            args.metrics_output,
-            base_model=args.base_model,
-            hp=hyperparameters_from_args(args),
-            checkpoint_dir=checkpoints,
-        )
-        write_executor_output(
-            executor_input, {"model": result.model_metadata, "metrics": result.metrics}
-        )
-
-    run_step(step)
+    outputs, inputs = ("model_output", "metrics_output"), ("train_dataset", "base_model")
+    run_cli(build_parser(), argv, step, outputs=outputs, inputs=inputs)
 
 
 if __name__ == "__main__":

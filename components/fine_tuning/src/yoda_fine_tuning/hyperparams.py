@@ -16,7 +16,8 @@ from typing import Any, Literal
 
 from yoda_step_io import StepError
 from yoda_step_io.libraries import COMPUTE_DTYPES
-from yoda_step_io.vocabulary import ALL_LINEAR, AUTO_TARGETS, QUANTIZATION_MODES
+from yoda_step_io.quantization import check_quantization_mode
+from yoda_step_io.vocabulary import ALL_LINEAR, AUTO_TARGETS
 
 Quantization = Literal["4bit", "auto", "none"]
 
@@ -52,11 +53,7 @@ class HyperParameters:
 
     def validate(self) -> None:
         """Raise :class:`StepError` naming the first invalid value and what is allowed."""
-        if self.quantization not in QUANTIZATION_MODES:
-            raise StepError(
-                f"quantization must be one of {', '.join(QUANTIZATION_MODES)}, "
-                f"got {self.quantization!r}"
-            )
+        check_quantization_mode(self.quantization)
         if self.compute_dtype not in COMPUTE_DTYPES:
             raise StepError(
                 f"compute_dtype must be one of {', '.join(COMPUTE_DTYPES)}, "

@@ -14,6 +14,7 @@ from pathlib import Path
 from yoda_inference.generation import build_prompt, generate
 from yoda_inference.model import load_for_answers
 from yoda_step_io import StepError, run_step, setup_logging
+from yoda_step_io.models import model_cache_dir
 
 #: How an empty answer is shown (the model ended its turn at once): not as blank lines.
 EMPTY_ANSWER = "(empty answer: the model ended its turn at once)"
@@ -45,7 +46,13 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("sentences", nargs="+", help="sentences to answer")
     parser.add_argument("--quantization", default="auto", help="4bit, auto or none")
     parser.add_argument("--max-new-tokens", type=int, default=64)
-    parser.add_argument("--cache-dir", type=Path, default=Path("build/models"))
+    parser.add_argument(
+        "--cache-dir",
+        type=Path,
+        default=model_cache_dir(),
+        help="the folder a gs:// model is downloaded into once, then reused (default: "
+        "%(default)s: $YODA_MODEL_CACHE, else yoda-phi3/models under $XDG_CACHE_HOME or ~/.cache)",
+    )
     args = parser.parse_args(argv)
     setup_logging()
 

@@ -12,26 +12,13 @@ import argparse
 from collections.abc import Sequence
 from pathlib import Path
 
-from yoda_inference.model import QUANTIZATION_MODES
 from yoda_inference.predict import GenerationParameters, predict_test_set
-from yoda_step_io import (
-    add_executor_input_flag,
-    check_outputs,
-    load_executor_input,
-    local_inputs,
-    parse_bool,
-    run_step,
-    setup_logging,
-    write_executor_output,
-)
+from yoda_step_io import Metadata, add_executor_input_flag, parse_bool, run_cli, step_parser
+from yoda_step_io.vocabulary import QUANTIZATION_MODES
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="yoda-inference",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    parser = step_parser("yoda-inference", __doc__)
     parser.add_argument("--model-dir", type=Path, required=True, help="LoRA adapter directory")
     parser.add_argument("--test-dataset", type=Path, required=True, help="test JSONL (messages)")
     parser.add_argument("--predictions-output", type=Path, required=True, help="CSV path")
@@ -65,41 +52,38 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def step(args: argparse.Namespace) -> Metadata:
+    """Predict the test set; the predictions' metadata (throughput)."""
+    params = GenerationParameters(
+        batch_size=args.batch_size,
+        max_new_tokens=args.max_new_tokens,
+        do_sample=args.do_sample,
+        temperature=args.temperature,
+        top_p=args.top_p,
+    )
+    result = predict_test_set(
+        args.model_dir,
+        args.test_dataset,
+        args.predictions_output,
+        params=params,
+        base_predictions_path=args.base_predictions_output,
+        with_base_model=args.with_base_model,
+        base_model=args.base_model,
+        quantization=args.quantization,
+        compute_dtype=args.compute_dtype,
+        merge=args.merge_adapter,
+    )
+    metadata = {"predictions": result.metadata}
+    if args.base_predictions_output is not None:
+        metadata["base_predictions"] = result.base_metadata
+    return metadata
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     """Parse flags, predict the test set, report throughput metadata to KFP."""
-    args = build_parser().parse_args(argv)
-    setup_logging()
-
-    def step() -> None:
-        executor_input = load_executor_input(args.executor_input)
-        outputs = [args.predictions_output, args.base_predictions_output]
-        sources = local_inputs(args.test_dataset, args.model_dir, args.base_model)
-        check_outputs(*(output for output in outputs if output is not None), inputs=sources)
-        params = GenerationParameters(
-            batch_size=args.batch_size,
-            max_new_tokens=args.max_new_tokens,
-            do_sample=args.do_sample,
-            temperature=args.temperature,
-            top_p=args.top_p,
-        )
-        result = predict_test_set(
-            args.model_dir,
-            args.test_dataset,
-            args.predictions_output,
-            params=params,
-            base_predictions_path=args.base_predictions_output,
-            with_base_model=args.with_base_model,
-            base_model=args.base_model,
-            quantization=args.quantization,
-            compute_dtype=args.compute_dtype,
-            merge=args.merge_adapter,
-        )
-        metadata = {"predictions": result.metadata}
-        if args.base_predictions_output is not None:
-            metadata["base_predictions"] = result.base_metadata
-        write_executor_output(executor_input, metadata)
-
-    run_step(step)
+    outputs = ("predictions_output", "base_predictions_output")
+    inputs = ("test_dataset", "model_dir", "base_model")
+    run_cli(build_parser(), argv, step, outputs=outputs, inputs=inputs)
 
 
 if __name__ == "__main__":

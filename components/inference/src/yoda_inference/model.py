@@ -9,15 +9,13 @@ from pathlib import Path
 from typing import Any
 
 from yoda_step_io import StepError, outputs_in_place, timing
+from yoda_step_io.contract import ADAPTER_CONFIG, ADAPTER_WEIGHTS, HYPERPARAMETERS_FILE
 from yoda_step_io.gcs import download_prefix
 from yoda_step_io.libraries import device_compute_dtype, quiet_progress_bars, skip_bitsandbytes
 from yoda_step_io.models import cached_copy, check_revision, resolve_model
-from yoda_step_io.vocabulary import QUANTIZATION_MODES as QUANTIZATION_MODES
+from yoda_step_io.quantization import build_bnb_config, plan_quantization
 
 logger = logging.getLogger(__name__)
-
-ADAPTER_CONFIG = "adapter_config.json"
-ADAPTER_WEIGHTS = ("adapter_model.safetensors", "adapter_model.bin")
 
 
 def download_model(model_uri: str, local_dir: str | Path) -> Path:
@@ -43,14 +41,6 @@ def download_model(model_uri: str, local_dir: str | Path) -> Path:
     return local_dir
 
 
-def local_copy(model_uri: str, cache_dir: Path) -> Path:
-    """A local directory holding the Model artifact: the path itself, or a download of ``gs://``
-    into ``cache_dir`` (made once, reused after)."""
-    if not model_uri.startswith("gs://"):
-        return Path(model_uri)
-    return cached_copy(model_uri, cache_dir)
-
-
 def adapter_base_model(model_dir: Path) -> str:
     """The base model named in the adapter config.
 
@@ -73,8 +63,8 @@ def adapter_base_model(model_dir: Path) -> str:
 
 
 def trained_revision(model_dir: Path) -> str | None:
-    """The base model revision the adapter was trained on (``hyperparameters.json``)."""
-    path = model_dir / "hyperparameters.json"
+    """The base model revision the adapter was trained on (its hyper-parameters file)."""
+    path = model_dir / HYPERPARAMETERS_FILE
     if not path.is_file():
         return None
     try:
@@ -89,19 +79,12 @@ def _is_folder(base_model: str) -> bool:
 
 
 def use_4bit(quantization: str, cuda_available: bool) -> bool:
-    """4-bit where asked (needs CUDA) or where ``auto`` finds CUDA; full precision otherwise."""
-    if quantization not in QUANTIZATION_MODES:
-        raise StepError(
-            f"quantization must be one of {', '.join(QUANTIZATION_MODES)}, got {quantization!r}"
-        )
-    if quantization == "4bit" and not cuda_available:
-        raise StepError(
-            "4-bit quantisation needs a CUDA GPU and none is visible: "
-            "pass --quantization auto or none"
-        )
+    """:func:`~yoda_step_io.quantization.plan_quantization`, saying so where ``auto`` falls back
+    to full precision."""
+    four_bit = plan_quantization(quantization, cuda_available)
     if quantization == "auto" and not cuda_available:
         logger.warning("CUDA is not available: generating with a full-precision base on the CPU")
-    return cuda_available and quantization != "none"
+    return four_bit
 
 
 def load_finetuned(
@@ -116,30 +99,20 @@ def load_finetuned(
 
     from peft import PeftModel
     from safetensors import SafetensorError
-    from transformers import AutoModelForCausalLM, AutoTokenizer, BitsAndBytesConfig
+    from transformers import AutoModelForCausalLM, AutoTokenizer
 
     timing.mark("imports")
 
     cuda = torch.cuda.is_available()
     used = device_compute_dtype(compute_dtype)  # float32 on a CPU; no bfloat16 on a T4
     dtype = getattr(torch, used)
-    quantization_config = (
-        BitsAndBytesConfig(
-            load_in_4bit=True,
-            bnb_4bit_quant_type="nf4",
-            bnb_4bit_use_double_quant=True,
-            bnb_4bit_compute_dtype=dtype,
-        )
-        if four_bit
-        else None
-    )
     expected = trained_revision(model_dir)
     pinned = {"revision": expected} if expected and not _is_folder(base_model) else {}
     try:
         base = AutoModelForCausalLM.from_pretrained(
             resolve_model(base_model),  # gs:// -> the /gcs mount or a local copy
             **pinned,  # a hub model: exactly the commit the adapter was trained on
-            quantization_config=quantization_config,
+            quantization_config=build_bnb_config(used) if four_bit else None,
             torch_dtype=dtype,
             device_map={"": 0} if cuda else None,
         )
@@ -194,13 +167,14 @@ def merge_adapter(model: Any, four_bit: bool) -> Any:
 
 
 def load_for_answers(model_uri: str, quantization: str, cache_dir: Path) -> tuple[Any, Any]:
-    """A run's Model artifact (a folder or ``gs://``, see :func:`local_copy`) loaded to answer
-    with: the base model its adapter names, 4-bit where asked and CUDA is, plus the adapter; and
-    the tokenizer. What ``yoda-predict`` and ``yoda-serve`` answer with."""
+    """A run's Model artifact (a folder, or ``gs://`` downloaded once into ``cache_dir``) loaded
+    to answer with: the base model its adapter names, 4-bit where asked and CUDA is, plus the
+    adapter; and the tokenizer. What ``yoda-predict`` and ``yoda-serve`` answer with."""
     import torch
 
     four_bit = use_4bit(quantization, torch.cuda.is_available())  # refused before any download
-    model_dir = local_copy(model_uri, cache_dir)
+    gs = model_uri.startswith("gs://")
+    model_dir = cached_copy(model_uri, cache_dir) if gs else Path(model_uri)
     return load_finetuned(
         model_dir, adapter_base_model(model_dir), four_bit=four_bit, compute_dtype="float16"
     )

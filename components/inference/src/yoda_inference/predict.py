@@ -20,12 +20,11 @@ from yoda_inference.model import (
 )
 from yoda_step_io import StepError, local_inputs, outputs_in_place
 from yoda_step_io.answers import degenerate_counts, warn_if_degenerate
+from yoda_step_io.contract import PREDICTION_COLUMNS
 from yoda_step_io.conversations import Conversation, read_conversations
 from yoda_step_io.progress import ProgressLog
 
 logger = logging.getLogger(__name__)
-
-PREDICTION_COLUMNS = ("user_input", "reference", "extracted_response")
 
 
 @dataclass(frozen=True)

@@ -46,15 +46,12 @@ import copy
 import json
 import logging
 import os
-import tempfile
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 from typing import Any, Protocol
 
-from yoda_inference.model import QUANTIZATION_MODES
 from yoda_inference.predict import GenerationParameters
 from yoda_inference.serve_limits import (
     BadRequestError,
@@ -72,6 +69,8 @@ from yoda_inference.serve_limits import (
     too_long_in_characters,
 )
 from yoda_step_io import StepError, run_step, setup_logging
+from yoda_step_io.models import model_cache_dir
+from yoda_step_io.vocabulary import QUANTIZATION_MODES
 
 logger = logging.getLogger(__name__)
 
@@ -139,7 +138,7 @@ def load_predictor(
     """Download the Model artifact (``gs://``) or take the local folder; load base + adapter."""
     from yoda_inference.model import load_for_answers
 
-    cache = Path(tempfile.gettempdir()) / "yoda-serve-models"  # a restart reuses the download
+    cache = model_cache_dir()  # a restart reuses the download
     return Predictor(*load_for_answers(storage_uri, quantization, cache), defaults)
 
 

@@ -18,17 +18,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from yoda_step_io import (
-    StepError,
-    add_executor_input_flag,
-    check_outputs,
-    load_executor_input,
-    local_inputs,
-    outputs_in_place,
-    run_step,
-    setup_logging,
-    write_executor_output,
-)
+from yoda_step_io import Metadata, StepError, add_executor_input_flag, run_cli, step_parser
+from yoda_step_io.contract import DECISION_FILE, read_metrics
+from yoda_step_io.files import outputs_in_place
 from yoda_step_io.scores import metric_names
 
 logger = logging.getLogger(__name__)
@@ -62,20 +54,6 @@ class Decision:
         }
 
 
-def read_aggregates(folder: Path) -> dict[str, float]:
-    """The evaluation's aggregates (``metrics.json`` of its Metrics artifact).
-
-    Raises:
-        StepError: the file is missing or not JSON.
-    """
-    path = folder / "metrics.json"
-    try:
-        aggregates: dict[str, float] = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as error:
-        raise StepError(f"cannot read the evaluation's aggregates {path}: {error}") from error
-    return aggregates
-
-
 def decide(aggregates: Mapping[str, float], thresholds: Thresholds) -> Decision:
     """Check the fine-tuned mean against the floor and each scored baseline.
 
@@ -106,9 +84,7 @@ def decide(aggregates: Mapping[str, float], thresholds: Thresholds) -> Decision:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="yoda-gate", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = step_parser("yoda-gate", __doc__)
     defaults = Thresholds()
     parser.add_argument("--evaluation-metrics", type=Path, required=True, help="metrics folder")
     parser.add_argument("--metric", default=defaults.metric)
@@ -121,34 +97,26 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def step(args: argparse.Namespace) -> Metadata:
+    """Decide and write the decision and ``passed``; the decision as metadata."""
+    thresholds = Thresholds(args.metric, args.min_uplift_vs_base, args.min_uplift_vs_echo,
+                            args.min_score)  # fmt: skip
+    aggregates = read_metrics(args.evaluation_metrics)
+    decision = decide(aggregates, thresholds)
+    verdict = "passed: registering the model" if decision.passed else "not passed: no registration"
+    logger.info("quality gate %s (%s)", verdict, "; ".join(decision.reasons))
+    metadata = decision.metadata(thresholds)
+    with outputs_in_place(args.decision_output, args.passed_output):
+        args.decision_output.mkdir()
+        (args.decision_output / DECISION_FILE).write_text(json.dumps(metadata, indent=2))
+        args.passed_output.write_text(json.dumps(decision.passed))
+    return {"decision": metadata}
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     """Parse flags, decide, write the decision (Metrics) and the ``passed`` output."""
-    args = build_parser().parse_args(argv)
-    setup_logging()
-
-    def step() -> None:
-        executor_input = load_executor_input(args.executor_input)
-        check_outputs(
-            args.decision_output,
-            args.passed_output,
-            inputs=local_inputs(args.evaluation_metrics),
-        )
-        thresholds = Thresholds(args.metric, args.min_uplift_vs_base, args.min_uplift_vs_echo,
-                                args.min_score)  # fmt: skip
-        aggregates = read_aggregates(args.evaluation_metrics)
-        decision = decide(aggregates, thresholds)
-        verdict = (
-            "passed: registering the model" if decision.passed else "not passed: no registration"
-        )
-        logger.info("quality gate %s (%s)", verdict, "; ".join(decision.reasons))
-        metadata = decision.metadata(thresholds)
-        with outputs_in_place(args.decision_output, args.passed_output):
-            args.decision_output.mkdir()
-            (args.decision_output / "decision.json").write_text(json.dumps(metadata, indent=2))
-            args.passed_output.write_text(json.dumps(decision.passed))
-        write_executor_output(executor_input, {"decision": metadata})
-
-    run_step(step)
+    outputs = ("decision_output", "passed_output")
+    run_cli(build_parser(), argv, step, outputs=outputs, inputs=("evaluation_metrics",))
 
 
 if __name__ == "__main__":

@@ -18,15 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from yoda_registry.gate import read_aggregates
-from yoda_step_io import (
-    StepError,
-    add_executor_input_flag,
-    load_executor_input,
-    run_step,
-    setup_logging,
-    write_executor_output,
-)
+from yoda_step_io import Reported, StepError, add_executor_input_flag, run_cli, step_parser
+from yoda_step_io.contract import read_metrics
 from yoda_step_io.vertex import ENDPOINT_VARIABLE, init_vertex, is_local
 
 logger = logging.getLogger(__name__)
@@ -171,10 +164,7 @@ NOT_REGISTERED = (
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="yoda-register", description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )  # fmt: skip
+    parser = step_parser("yoda-register", __doc__)
     parser.add_argument("--model-uri", required=True, help="the Model artifact (gs:// or folder)")
     parser.add_argument("--evaluation-metrics", type=Path, required=True, help="metrics folder")
     parser.add_argument("--project", default="", help="Google Cloud project")
@@ -187,45 +177,38 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def step(args: argparse.Namespace) -> Reported:
+    """Register (not offline); the registered version, by its API URL."""
+    import os
+
+    aggregates = read_metrics(args.evaluation_metrics)
+    if not args.project and not os.environ.get(ENDPOINT_VARIABLE):
+        # an offline run (make run-local): no registry to register in, and nothing failed
+        logger.warning("not registered: %s", NOT_REGISTERED)
+        return Reported({"vertex_model": {"registered": False, "reason": NOT_REGISTERED}})
+    registered = register_model(
+        args.model_uri, aggregates, project=args.project, location=args.location,
+        display_name=args.display_name, serving_image=args.serving_image,
+        metric=args.metric, run_name=args.run_name,
+        endpoint=os.environ.get(ENDPOINT_VARIABLE) or None,
+    )  # fmt: skip
+    logger.info("registered %s (default version: %s)", registered.resource_name,
+                registered.is_default)  # fmt: skip
+    metadata = {
+        "resourceName": registered.resource_name,
+        "version_id": registered.version_id,
+        "is_default_version": registered.is_default,
+        f"{args.metric}_mean": registered.score,
+    }
+    if registered.replaced_score is not None:
+        metadata["previous_default_score"] = registered.replaced_score
+    uris = {"vertex_model": registered.api_uri(args.location)}
+    return Reported({"vertex_model": metadata}, uris=uris)
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     """Parse flags, register, hand the registered version on as a ``google.VertexModel``."""
-    args = build_parser().parse_args(argv)
-    setup_logging()
-
-    def step() -> None:
-        import os
-
-        executor_input = load_executor_input(args.executor_input)
-        aggregates = read_aggregates(args.evaluation_metrics)
-        if not args.project and not os.environ.get(ENDPOINT_VARIABLE):
-            # an offline run (make run-local): no registry to register in, and nothing failed
-            logger.warning("not registered: %s", NOT_REGISTERED)
-            metadata = {"registered": False, "reason": NOT_REGISTERED}
-            write_executor_output(executor_input, {"vertex_model": metadata})
-            return
-        registered = register_model(
-            args.model_uri, aggregates, project=args.project, location=args.location,
-            display_name=args.display_name, serving_image=args.serving_image,
-            metric=args.metric, run_name=args.run_name,
-            endpoint=os.environ.get(ENDPOINT_VARIABLE) or None,
-        )  # fmt: skip
-        logger.info("registered %s (default version: %s)", registered.resource_name,
-                    registered.is_default)  # fmt: skip
-        metadata = {
-            "resourceName": registered.resource_name,
-            "version_id": registered.version_id,
-            "is_default_version": registered.is_default,
-            f"{args.metric}_mean": registered.score,
-        }
-        if registered.replaced_score is not None:
-            metadata["previous_default_score"] = registered.replaced_score
-        write_executor_output(
-            executor_input,
-            {"vertex_model": metadata},
-            uris={"vertex_model": registered.api_uri(args.location)},
-        )
-
-    run_step(step)
+    run_cli(build_parser(), argv, step)
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""Error handling, logging and timing shared by the step CLIs."""
+"""Error handling, logging, timing and the skeleton shared by the step CLIs (:func:`run_cli`)."""
 
 from __future__ import annotations
 
@@ -8,8 +8,10 @@ import gc
 import logging
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
 
 from yoda_step_io import timing
 
@@ -17,6 +19,8 @@ logger = logging.getLogger(__name__)
 
 #: Exit status of a step that refused its input (bad flags, data or URIs).
 EXIT_BAD_INPUT = 2
+#: A step's ExecutorOutput metadata: per output artifact name, its metadata.
+Metadata = Mapping[str, Mapping[str, Any]]
 
 
 class StepError(Exception):
@@ -51,6 +55,13 @@ def parse_bool(text: str) -> bool:
     raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
 
 
+def step_parser(prog: str, description: str | None) -> argparse.ArgumentParser:
+    """A step CLI's parser; its help keeps the description's lines (its ``By hand::`` example)."""
+    return argparse.ArgumentParser(
+        prog=prog, description=description, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+
+
 def add_executor_input_flag(parser: argparse.ArgumentParser) -> None:
     """``--executor-input``: KFP's ``{{$}}`` placeholder, optional so the step runs by hand."""
     parser.add_argument("--executor-input", default=None, help="KFP executor input JSON ({{$}})")
@@ -74,3 +85,46 @@ def run_step(step: Callable[[], object]) -> None:
         sys.exit(EXIT_BAD_INPUT)
     timing.mark("work")
     logger.info("timing: %s", timing.format_timing())
+
+
+@dataclass(frozen=True)
+class Reported:
+    """What a step body returns when an output lives elsewhere than KFP placed it: ``uris``
+    replace those outputs' URIs in the ExecutorOutput."""
+
+    metadata: Metadata
+    uris: Mapping[str, str] | None = None
+
+
+def run_cli(
+    parser: argparse.ArgumentParser,
+    argv: Sequence[str] | None,
+    body: Callable[[argparse.Namespace], Metadata | Reported],
+    *,
+    outputs: Sequence[str] = (),
+    inputs: Sequence[str] = (),
+) -> None:
+    """A step CLI's ``main``: parse ``argv``, set up logging, then, in :func:`run_step`, load the
+    executor input, check the ``outputs`` (flag attributes; unset ones skipped) before any work,
+    run ``body`` and write the ExecutorOutput with the metadata it returns.
+
+    The outputs must be writable, this step's or new, and overlap none of the ``inputs`` (flag
+    attributes) that are local paths (:func:`~yoda_step_io.files.check_outputs`).
+    """
+    args = parser.parse_args(argv)
+    setup_logging()
+
+    def step() -> None:
+        # here, not above: executor and files import this module's StepError
+        from yoda_step_io.executor import load_executor_input, write_executor_output
+        from yoda_step_io.files import check_outputs, local_inputs
+
+        executor_input = load_executor_input(args.executor_input)
+        paths = [getattr(args, name) for name in outputs]
+        sources = local_inputs(*(getattr(args, name) for name in inputs))
+        check_outputs(*(path for path in paths if path is not None), inputs=sources)
+        result = body(args)
+        reported = result if isinstance(result, Reported) else Reported(result)
+        write_executor_output(executor_input, reported.metadata, reported.uris)
+
+    run_step(step)

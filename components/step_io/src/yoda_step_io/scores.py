@@ -3,7 +3,8 @@
 The evaluation step writes its aggregates (KFP metadata and ``metrics.json``) with the keys
 ``<m>_mean``, ``base_<m>_mean``, ``echo_<m>_mean``, ``<m>_uplift_vs_base``,
 ``<m>_uplift_vs_echo`` and the degenerate-answer counts; the report step and
-``make report`` / ``make run-local`` read them back through this module.
+``make report`` / ``make run-local`` read them back (:func:`yoda_step_io.contract.read_metrics`)
+and lay them out through this module.
 """
 
 from __future__ import annotations

@@ -1,0 +1,67 @@
+"""What a pipeline parameter's value may be, beyond its type and bounds in the table: each check
+says why a value is refused (None: allowed), in words for one error line."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from yoda_step_io.vocabulary import (
+    CHECKPOINT_SCHEMES,
+    METRIC_NAMES,
+    RAW_DATA_SCHEMES,
+    base_model_problem,
+    lora_modules_problem,
+    metric_names_problem,
+    split_names,
+    uri_problem,
+)
+
+
+def allowed(problem: str | None, value: Any) -> Any:
+    """``value``, or (a ``problem``) the ValueError pydantic reports in the check's words."""
+    if problem:
+        raise ValueError(problem)
+    return value
+
+
+#: A Model Registry display name (the endpoint's too).
+REGISTRY_NAME = re.compile(r"^[A-Za-z0-9_-]{1,100}$")
+
+
+def _metric_problem(value: str) -> str | None:
+    return None if value in METRIC_NAMES else f"expected one of: {', '.join(METRIC_NAMES)}"
+
+
+#: parameter -> why its value is refused (None: allowed); the pydantic types check the rest.
+CHECKS: dict[str, Callable[[Any], str | None]] = {
+    "raw_data_uri": lambda v: uri_problem(v, RAW_DATA_SCHEMES, file=True),
+    "base_model": base_model_problem,
+    "max_steps": lambda v: None if v == -1 or v > 0 else "expected -1 (use the epochs) or > 0",
+    "checkpoint_dir": lambda v: uri_problem(v, CHECKPOINT_SCHEMES),
+    "evaluation_metrics": metric_names_problem,
+    "gate_metric": _metric_problem,
+    "registry_model_name": lambda v: (
+        None if REGISTRY_NAME.match(v) else "expected letters, digits, _ and -, at most 100"
+    ),
+}
+
+
+def _gate_metric_problem(value: str, others: Mapping[str, Any]) -> str | None:
+    evaluated = split_names(str(others.get("evaluation_metrics", "")))
+    if evaluated and value not in evaluated:
+        return (
+            f"not among YODA_EVALUATION_METRICS={','.join(evaluated)!r}: the gate needs its "
+            "scores; add it there, or gate on one of those"
+        )
+    return None
+
+
+#: parameter -> why its value is refused given the rows declared before it (None: allowed).
+CROSS_CHECKS: dict[str, Callable[[Any, Mapping[str, Any]], str | None]] = {
+    "lora_target_modules": lambda v, others: lora_modules_problem(
+        v, str(others.get("base_model", ""))
+    ),
+    "gate_metric": _gate_metric_problem,
+}
