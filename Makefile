@@ -57,6 +57,10 @@ test-slow: install ## Run the slow tests too (not the GPU or Docker ones)
 test-learning: install ## SmolLM2-135M learns Yoda through the whole pipeline on the full data set (minutes)
 	$(UV) run --frozen pytest -m learning -s
 
+.PHONY: test-distributed
+test-distributed: install ## Fine-tuning on 2 CPU ranks (gloo): outputs, loss vs 1 rank, resume, a dead rank
+	$(UV) run --frozen pytest -m distributed
+
 .PHONY: test-docker
 test-docker: install ## Build the images here, run the pipeline in them, compare with run-local (needs Docker)
 	$(UV) run --frozen pytest -m docker

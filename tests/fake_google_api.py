@@ -31,6 +31,23 @@ class FakeApi:
     requests: list[Recorded] = field(default_factory=list)
 
 
+def paged(
+    request: Recorded, field_name: str, pages: list[list[dict[str, Any]]]
+) -> tuple[int, dict[str, Any]]:
+    """A list method's answer, as Google's APIs page it: no ``pageToken`` asks for the first page,
+    each page but the last names the next in ``nextPageToken``; any other token is refused (400)."""
+    tokens = [""] + [f"page-{n}" for n in range(2, len(pages) + 1)]
+    token = request.query.get("pageToken", [""])[-1]
+    if token not in tokens:
+        return 400, {"error": {"code": 400, "message": f"invalid page token {token!r}",
+                               "status": "INVALID_ARGUMENT"}}  # fmt: skip
+    index = tokens.index(token)
+    body: dict[str, Any] = {field_name: pages[index]}
+    if index + 1 < len(pages):
+        body["nextPageToken"] = tokens[index + 1]
+    return 200, body
+
+
 @contextmanager
 def fake_google_api(respond: Responder) -> Iterator[FakeApi]:
     """Serve ``respond(request) -> (status, json)`` on 127.0.0.1; yield it with its URL."""

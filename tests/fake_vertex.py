@@ -15,6 +15,19 @@ from fake_google_api import FakeApi, Recorded, fake_google_api
 
 PARENT = r"/v1/projects/(?P<project>[^/]+)/locations/(?P<location>[^/]+)"
 TYPES = "type.googleapis.com/google.cloud.aiplatform.v1."
+#: The metrics each model-evaluation schema defines, as Google publishes them: Vertex AI checks
+#: an import's metrics against its schema ("400 Invalid Metrics Format",
+#: googleapis/python-aiplatform#5570). The text-generation schema's YAML is not public; its
+#: generated message is, in the Vertex AI API discovery document
+#: (googleapis/google-api-python-client@01f367c3c9acd7001ea51f7af72352f23df8807b,
+#: googleapiclient/discovery_cache/documents/aiplatform.v1.json,
+#: GoogleCloudAiplatformV1SchemaModelevaluationMetricsGeneralTextGenerationEvaluationMetrics):
+#: two properties, both "type": "number", "format": "float".
+SCHEMA_FIELDS: dict[str, frozenset[str]] = {
+    "gs://google-cloud-aiplatform/schema/modelevaluation/general_text_generation_metrics_1.0.0"
+    ".yaml": frozenset({"bleu", "rougeLSum"}),
+}
+_LABEL_FILTER = re.compile(r'labels\.(?P<key>[a-z0-9_-]+)="(?P<value>[a-z0-9_-]*)"')
 
 
 @dataclass
@@ -25,7 +38,10 @@ class VertexState:
     location: str = ""
     models: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # id -> versions
     defaults: dict[str, str] = field(default_factory=dict)  # model id -> default version id
+    # as imported, with the fake's own "model" and "version" keys
     evaluations: list[dict[str, Any]] = field(default_factory=list)
+    # statuses (400, 503) to answer the next evaluation imports with, then accept them again
+    import_failures: list[int] = field(default_factory=list)
     endpoints: dict[str, dict[str, Any]] = field(default_factory=dict)
     # deleted endpoints can still be read (the SDK reads them as it reports the deletion), as
     # while Vertex AI's delete operation runs; they are no longer listed
@@ -53,6 +69,66 @@ def _operation(state: VertexState, response: dict[str, Any], kind: str) -> dict[
         "metadata": {"@type": f"{TYPES}{kind}Metadata"},
         "response": response,
     }
+
+
+def _error(status: int, message: str) -> tuple[int, dict[str, Any]]:
+    reason = {400: "INVALID_ARGUMENT", 404: "NOT_FOUND", 503: "UNAVAILABLE"}[status]
+    return status, {"error": {"code": status, "message": message, "status": reason}}
+
+
+def _import_evaluation(
+    state: VertexState, model_id: str, version: str, body: dict[str, Any]
+) -> tuple[int, dict[str, Any]]:
+    """The request parsed strictly (an unknown field is a 400, as on Google's side), then its
+    metrics against the fields of its schema; ``import_failures`` answer first when set."""
+    from google.cloud.aiplatform_v1 import ImportModelEvaluationRequest
+    from google.protobuf import json_format
+
+    try:
+        json_format.ParseDict(body, ImportModelEvaluationRequest.pb(ImportModelEvaluationRequest()))
+    except json_format.ParseError as error:
+        return _error(400, f"Invalid JSON payload received. {error}")
+    evaluation = body["modelEvaluation"]
+    fields = SCHEMA_FIELDS.get(evaluation.get("metricsSchemaUri", ""))
+    metrics = evaluation.get("metrics")
+    if fields is None:
+        return _error(400, f"unknown metrics schema {evaluation.get('metricsSchemaUri')!r}")
+    if (not isinstance(metrics, dict) or not metrics or not set(metrics) <= fields
+            or not all(type(value) in (int, float) for value in metrics.values())):  # fmt: skip
+        return _error(400, "Invalid Metrics Format")
+    if state.import_failures:
+        status = state.import_failures.pop(0)
+        return _error(status, {400: "Invalid Metrics Format", 503: "unavailable"}[status])
+    name = state.name("models", f"{model_id}/evaluations/{next(state.ids)}")
+    state.evaluations.append({**evaluation, "name": name, "model": model_id, "version": version})
+    return 200, {**evaluation, "name": name}
+
+
+def _model_version_routes(
+    state: VertexState, request: Recorded, model_id: str, version: str | None, rest: str
+) -> tuple[int, dict[str, Any]] | None:
+    """A model's versions (a label filter, strictly) and a version's evaluations."""
+    if request.method == "GET" and rest == ":listVersions" and not version:
+        wanted = (request.query.get("filter") or [""])[0]
+        label = _LABEL_FILTER.fullmatch(wanted)
+        if wanted and not label:
+            return _error(400, f"fake Vertex AI: unsupported filter {wanted!r}")
+        versions = [state.model(model_id, v["versionId"]) for v in state.models[model_id]]
+        if label:
+            versions = [v for v in versions
+                        if v.get("labels", {}).get(label["key"]) == label["value"]]  # fmt: skip
+        return 200, {"models": versions}
+    version = version or state.defaults[model_id]
+    if all(v["versionId"] != version for v in state.models[model_id]):
+        return _error(404, f"fake Vertex AI: no version {version} of model {model_id}")
+    if request.method == "POST" and rest == "/evaluations:import":
+        return _import_evaluation(state, model_id, version, request.body)
+    if request.method == "GET" and rest == "/evaluations":
+        found = [{k: v for k, v in e.items() if k not in ("model", "version")}
+                 for e in state.evaluations
+                 if (e["model"], e["version"]) == (model_id, version)]  # fmt: skip
+        return 200, {"modelEvaluations": found}
+    return None
 
 
 def _respond(state: VertexState, request: Recorded) -> tuple[int, dict[str, Any]]:
@@ -87,12 +163,11 @@ def _respond(state: VertexState, request: Recorded) -> tuple[int, dict[str, Any]
     found = re.fullmatch(r"/models/(?P<id>[^/@:]+)(@(?P<version>[^/:]+))?", rest)
     if request.method == "GET" and found and found["id"] in state.models:
         return 200, state.model(found["id"], found["version"])
-    found = re.fullmatch(r"/models/(?P<id>[^/@]+)@(?P<version>[^/]+)/evaluations:import", rest)
-    if request.method == "POST" and found:
-        evaluation = {**body["modelEvaluation"], "model": found["id"], "version": found["version"],
-                      "name": state.name("models", f"{found['id']}/evaluations/1")}  # fmt: skip
-        state.evaluations.append(evaluation)
-        return 200, evaluation
+    found = re.fullmatch(r"/models/(?P<id>[^/@:]+)(@(?P<version>[^/:]+))?(?P<rest>[/:].+)", rest)
+    if found and found["id"] in state.models:
+        answer = _model_version_routes(state, request, found["id"], found["version"], found["rest"])
+        if answer:
+            return answer
     if request.method == "GET" and rest == "/endpoints":
         wanted = re.search(r'display_name="([^"]*)"', (request.query.get("filter") or [""])[0])
         endpoints = [e for e in state.endpoints.values()

@@ -25,12 +25,17 @@ VALUES = {"PROJECT_ID": "test-project", "SHORT_SHA": "abc1234", "_REGION": "euro
           "_REPOSITORY": "yoda", "_BUCKET": "test-bucket", "_SUBMIT": "false"}  # fmt: skip
 SUBSTITUTION = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)\}|\$([A-Za-z_][A-Za-z0-9_]*)")
 STUBS = {
-    # `pull` fails as on a first build; `image inspect` prints the stand-in label ($STANDIN) or a
-    # pushed digest derived from the image name.
-    "docker": 'echo "docker $*" >> "$LOG"\ncase "$1" in pull) exit 1 ;; image)\n'
-    '  name="${@: -1}"; name="${name%:*}"\n'
-    '  case "$4" in *Labels*) echo "${STANDIN:-}" ;; *) echo "$name@sha256:$(printf %s "$name"'
-    ' | sha256sum | cut -c1-64)" ;; esac ;; esac\n',
+    # Nothing is here before it is pulled; pulling `:latest` fails as on a first build, a base
+    # pulls. `image inspect` prints the stand-in label ($STANDIN for a step image, $BASE_STANDIN for
+    # a base), an image id, or a registry digest derived from the name.
+    "docker": 'echo "docker $*" >> "$LOG"\nlast="${@: -1}"\ncase "$1" in\n'
+    'pull) case "$last" in *:latest) exit 1 ;; esac ;;\nimage) case "$4" in\n'
+    '  *Labels*) case "$last" in *pkg.dev/*|127.0.0.1*) echo "${STANDIN:-}" ;;'
+    ' *) echo "${BASE_STANDIN:-}" ;; esac ;;\n'
+    '  *RepoDigests*) name="${last%:*}"; echo "$name@sha256:$(printf %s "$name"'
+    ' | sha256sum | cut -c1-64)" ;;\n'
+    '  *.Id*) echo "sha256:$(printf %s "$last" | sha256sum | cut -c1-64)" ;;\n'
+    "  *) exit 1 ;;\nesac ;;\nesac\n",
     "gcloud": 'echo "gcloud $*" >> "$LOG"\n',
     "pip": 'echo "pip $*" >> "$LOG"\n',
     "uv": 'echo "uv $*" >> "$LOG"\nenv | grep "^YODA_" >> "$LOG" || true\n'
@@ -47,6 +52,17 @@ def build() -> dict[str, Any]:
 
 def steps_by_id(build: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return {step["id"]: step for step in build["steps"]}
+
+
+def sha256(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def dockerfile_base(step: str) -> str:
+    """The base that images/STEP/Dockerfile names (its ARG BASE_IMAGE default)."""
+    text = (REPO_ROOT / "images" / step / "Dockerfile").read_text()
+    (base,) = re.findall(r"^ARG BASE_IMAGE=(\S+)$", text, re.MULTILINE)
+    return base
 
 
 def image_name(step: str, values: dict[str, str] = VALUES) -> str:
@@ -84,9 +100,9 @@ def workspace(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     (tmp_path / "images").mkdir()
     for script in ("build-push.sh", "write-lock.sh"):  # what the steps run, from the repository
         shutil.copy2(REPO_ROOT / "images" / script, tmp_path / "images" / script)
-    for step in STEPS:
+    for step in STEPS:  # build-push.sh reads each Dockerfile's base
         (tmp_path / "images" / step).mkdir()
-        (tmp_path / "images" / step / "Dockerfile").touch()
+        shutil.copy2(REPO_ROOT / "images" / step / "Dockerfile", tmp_path / "images" / step)
     (tmp_path / "stubs").mkdir()
     for name, body in STUBS.items():
         (tmp_path / "stubs" / name).write_text("#!/usr/bin/env bash\n" + body)
@@ -171,11 +187,21 @@ def test_build_scripts_push_images_lock_digests_compile_and_publish(
     for step in STEPS:
         image = image_name(step)
         pattern = re.escape(image)
-        digest = hashlib.sha256(image.encode()).hexdigest()
-        assert lock.image(step) == f"{image}@sha256:{digest}"
+        assert lock.image(step) == f"{image}@sha256:{sha256(image)}"
         assert f"docker pull --quiet {image}:latest" in calls
+        # the base: pulled by its pinned digest, or by tag and then built on by the digest pulled
+        base = dockerfile_base(step)
+        name, _, digest = base.partition("@")
+        if digest:
+            assert lock.bases[step] == base
+            assert f"docker pull --quiet {name.rsplit(':', 1)[0]}@{digest}\n" in calls
+        else:
+            assert lock.bases[step] == f"{base}@sha256:{sha256(base.rsplit(':', 1)[0])}"
+            assert f"docker pull --quiet {base}\n" in calls
         assert re.search(
-            rf"docker build --file images/{step}/Dockerfile --cache-from {pattern}:latest .*"
+            rf"docker build --file images/{step}/Dockerfile "
+            rf"--build-arg BASE_IMAGE={re.escape(lock.bases[step])} "
+            rf"--cache-from {pattern}:latest .*"
             rf"--tag {pattern}:abc1234 --tag {pattern}:latest \.$", calls, re.MULTILINE,
         )  # fmt: skip
         assert (REPO_ROOT / "images" / step / "Dockerfile").is_file()
@@ -213,6 +239,62 @@ def test_an_image_on_a_stand_in_base_is_pushed_only_to_a_loopback_registry(
             "cudnn9-runtime: push it only to a registry on 127.0.0.1\n"
         )
         assert not (workspace / "digests").exists()
+
+
+def build_push(workspace: Path, step: str, image: str) -> subprocess.CompletedProcess[str]:
+    env = dict(os.environ, PATH=f"{workspace / 'stubs'}{os.pathsep}{os.environ['PATH']}")
+    return subprocess.run(["bash", "images/build-push.sh", step, image, "t", "digests"],
+                          cwd=workspace, env=env, capture_output=True, text=True)  # fmt: skip
+
+
+def test_a_local_stand_in_base_is_recorded_as_one(
+    workspace: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    base = dockerfile_base("data_transformation")
+    tagged = base.split("@")[0]
+    monkeypatch.setenv("BASE_IMAGE", tagged)  # what build-local.sh passes for a stand-in
+    monkeypatch.setenv("BASE_STANDIN", tagged)
+    monkeypatch.setenv("STANDIN", tagged)
+    done = build_push(workspace, "data_transformation", "127.0.0.1:5000/yoda/yoda-data")
+    assert done.returncode == 0, done.stderr
+    recorded = (workspace / "digests" / "data_transformation.base").read_text()
+    assert recorded == f"local stand-in sha256:{sha256(tagged)} for {base}\n"
+    calls = (workspace / "calls.log").read_text()
+    assert (
+        f"--build-arg BASE_IMAGE={tagged} " in calls and "docker pull --quiet python" not in calls
+    )
+
+
+@pytest.mark.parametrize("standin", ["", "python:3.12-slim"])
+def test_base_image_may_only_name_a_stand_in_for_the_dockerfiles_base(
+    workspace: Path, monkeypatch: pytest.MonkeyPatch, standin: str
+) -> None:
+    base = dockerfile_base("registry")
+    monkeypatch.setenv("BASE_IMAGE", "python:3.12-slim")
+    monkeypatch.setenv("BASE_STANDIN", standin)
+    done = build_push(workspace, "registry", "127.0.0.1:5000/yoda/yoda-registry")
+    assert done.returncode != 0
+    assert done.stderr == (
+        f"error: python:3.12-slim is a local stand-in for python:3.12-slim, not for {base}\n"
+        if standin
+        else f"error: BASE_IMAGE=python:3.12-slim is not a local stand-in for {base}\n"
+    )
+    assert "docker build" not in (workspace / "calls.log").read_text()
+
+
+def test_write_lock_needs_every_base(workspace: Path) -> None:
+    digests = workspace / "digests"
+    digests.mkdir()
+    for step in STEPS:
+        (digests / step).write_text(f"{image_name(step)}@sha256:{sha256(step)}\n")
+        (digests / f"{step}.base").write_text(f"{dockerfile_base('registry')}\n")
+    write = ["bash", "images/write-lock.sh", str(digests), str(workspace / "lock.json")]
+    assert subprocess.run(write, cwd=workspace, capture_output=True).returncode == 0
+    lock = load_image_lock(workspace / "lock.json")
+    assert lock.bases == dict.fromkeys(STEPS, dockerfile_base("registry"))
+    (digests / "evaluation.base").unlink()
+    done = subprocess.run(write, cwd=workspace, capture_output=True, text=True)
+    assert done.returncode == 1 and done.stderr == f"error: no evaluation.base in {digests}\n"
 
 
 @pytest.mark.parametrize("submit", ["true", "false"])

@@ -125,6 +125,15 @@ def test_registration_runs_only_when_the_gate_passes(compiled: dict[str, Any]) -
     assert parameters["registry_model_name"]["defaultValue"] == "yoda-phi3"
 
 
+def test_registration_is_retried_on_its_own(compiled: dict[str, Any]) -> None:
+    """A transient Vertex AI error after the GPU work retries the register task alone; it is
+    idempotent (tests/test_registry.py), so a retry adds no second version."""
+    inner = compiled["components"]["comp-condition-1"]["dag"]["tasks"]
+    assert inner["register-component"]["retryPolicy"] == {
+        "maxRetryCount": 3, "backoffDuration": "30s", "backoffFactor": 2.0,
+        "backoffMaxDuration": "3600s"}  # fmt: skip
+
+
 def test_inference_answers_with_the_base_model_too_unless_turned_off(
     compiled: dict[str, Any],
 ) -> None:
@@ -168,6 +177,8 @@ def test_fine_tuning_gets_a_gpu_and_the_train_split(compiled: dict[str, Any]) ->
     assert (resources["resourceCpuLimit"], resources["resourceMemoryLimit"]) == ("16", "50G")
     assert executor["command"] == ["yoda-fine-tuning"]
     task = compiled["root"]["dag"]["tasks"]["fine-tuning-component"]
+    inference = compiled["deploymentSpec"]["executors"]["exec-inference-component"]["container"]
+    assert inference["resources"]["accelerator"]["resourceCount"] == "1"
     artifact = task["inputs"]["artifacts"]["train_dataset"]["taskOutputArtifact"]
     assert artifact == {
         "outputArtifactKey": "train",
@@ -261,3 +272,29 @@ def test_compile_cli_error_is_one_line(tmp_path: Path, capsys: pytest.CaptureFix
     assert exit_info.value.code == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error: image lock")
+
+
+def test_the_spec_parses_strictly_as_kfp_pipeline_spec(compiled: dict[str, Any]) -> None:
+    """What Vertex AI Pipelines reads: every field of the compiled YAML is one of PipelineSpec's
+    (the GPU count of fine-tuning a placeholder of its run-time parameter included)."""
+    from google.protobuf import json_format
+    from kfp.pipeline_spec import pipeline_spec_pb2
+
+    json_format.ParseDict(compiled, pipeline_spec_pb2.PipelineSpec())
+
+
+def test_fine_tuning_asks_for_as_many_gpus_as_ranks(tmp_path: Path) -> None:
+    """accelerator_count=4: the fine-tuning task asks Vertex AI for 4 GPUs and starts 4 ranks
+    (the parameter's default); inference keeps one GPU; the spec still parses strictly."""
+    from google.protobuf import json_format
+    from kfp.pipeline_spec import pipeline_spec_pb2
+
+    settings = PipelineSettings(image_lock=LOCAL_IMAGE_LOCK, accelerator_count=4)
+    spec = yaml.safe_load(compile_pipeline(settings, tmp_path / "p.yaml").read_text())
+    executors = spec["deploymentSpec"]["executors"]
+    tuning = executors["exec-fine-tuning-component"]["container"]["resources"]["accelerator"]
+    assert (tuning["resourceType"], tuning["resourceCount"]) == ("NVIDIA_TESLA_T4", "4")
+    inference = executors["exec-inference-component"]["container"]["resources"]["accelerator"]
+    assert inference["resourceCount"] == "1"
+    assert spec["root"]["inputDefinitions"]["parameters"]["accelerator_count"]["defaultValue"] == 4
+    json_format.ParseDict(spec, pipeline_spec_pb2.PipelineSpec())

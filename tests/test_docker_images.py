@@ -81,9 +81,16 @@ def runs(lock: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> dict
     return {"host": host, "docker": docker}
 
 
+def dockerfile_base(step: str) -> str:
+    text = (REPO_ROOT / "images" / step / "Dockerfile").read_text()
+    (base,) = re.findall(r"^ARG BASE_IMAGE=(\S+)$", text, re.MULTILINE)
+    return base
+
+
 def test_build_says_which_bases_are_stand_ins_and_prints_sizes(build_output: str) -> None:
     bases = re.findall(r"^base (\S+): (.*)$", build_output, re.MULTILINE)
-    assert {name for name, _ in bases} == {
+    assert {name for name, _ in bases} == {dockerfile_base(step) for step in STEPS}
+    assert {name.split("@")[0] for name, _ in bases} == {
         "python:3.11.14-slim-bookworm", "cicirello/pyaction:3.11",
         "pytorch/pytorch:2.8.0-cuda12.9-cudnn9-runtime"}  # fmt: skip
     assert all(re.match(r"pulled|present|cannot be pulled here", how) for _, how in bases)
@@ -99,6 +106,25 @@ def test_lock_holds_four_digests_from_the_local_registry(lock: dict[str, str]) -
         assert run("docker", "pull", "--quiet", reference).stdout.strip() == reference
     compiled = (REPO_ROOT / "build" / "pipeline.docker.yaml").read_text()
     assert all(f"image: {reference}" in compiled for reference in lock.values())
+
+
+def test_lock_records_the_base_each_image_was_built_on(build_output: str) -> None:
+    """The real base by its registry digest, or a stand-in by its image id and what it replaced."""
+    bases = load_image_lock(REPO_ROOT / DOCKER_IMAGE_LOCK).bases
+    assert set(bases) == set(STEPS)
+    for step, base in bases.items():
+        pinned = dockerfile_base(step)
+        stand_in = re.fullmatch(rf"local stand-in (sha256:[0-9a-f]{{64}}) for {re.escape(pinned)}",
+                                base)  # fmt: skip
+        if stand_in is None:  # the real base, pulled here
+            assert base == pinned or re.fullmatch(
+                rf"{re.escape(pinned)}@sha256:[0-9a-f]{{64}}", base
+            )
+            continue
+        tagged = pinned.split("@")[0]
+        image_id = run("docker", "image", "inspect", "--format", "{{.Id}}", tagged).stdout.strip()
+        assert stand_in.group(1) == image_id
+        assert f"{step}: base {base}" in build_output
 
 
 @pytest.mark.parametrize(
@@ -134,6 +160,25 @@ def test_a_non_root_user_is_refused_at_once_with_the_fix(
     assert line.startswith(f"error: cannot write to the output folder {tmp_path}/out as uid 10001")
     assert "run the step's image as root" in line
     assert list((tmp_path / "out").iterdir()) == []
+
+
+def test_the_fine_tuning_image_trains_on_two_cpu_ranks(
+    lock: dict[str, str], tmp_path: Path, tiny_model_dir: Path, sample_train_jsonl: Path
+) -> None:
+    """`--accelerator-count 2` in the real image: PyTorch's launcher, two gloo ranks, one set of
+    outputs (what `make run-docker SET="accelerator_count=2"` runs in the fine-tuning task)."""
+    out = tmp_path / "out"
+    done = run("docker", "run", "--rm", "-e", "HF_HUB_OFFLINE=1", "-v", f"{tmp_path}:{tmp_path}",
+               "-v", f"{tiny_model_dir}:/model:ro", "-v", f"{sample_train_jsonl}:/data/train:ro",
+               lock["fine_tuning"], "yoda-fine-tuning", "--train-dataset", "/data/train",
+               "--base-model", "/model", "--model-output", f"{out}/model",
+               "--metrics-output", f"{out}/metrics", "--quantization", "auto",
+               "--max-steps", "4", "--accelerator-count", "2")  # fmt: skip
+    assert "starting 2 ranks (gloo, on the CPU)" in done.stderr
+    metrics = json.loads((out / "metrics" / "metrics.json").read_text())
+    assert (metrics["world_size"], metrics["train_steps"]) == (2, 4)
+    assert sorted(p.name for p in out.iterdir()) == [
+        ".metrics.yoda-output", ".model.yoda-output", "metrics", "model"]  # fmt: skip
 
 
 def test_run_docker_gives_the_results_of_run_local(runs: dict[str, Path]) -> None:

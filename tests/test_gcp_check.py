@@ -10,9 +10,10 @@ from typing import Any
 
 import pytest
 import requests
-from fake_google_api import Recorded, fake_google_api
+from fake_google_api import Recorded, fake_google_api, paged
 
 from yoda_pipeline.gcp_check import (
+    MAX_QUOTA_PAGES,
     REQUIRED_APIS,
     Endpoints,
     gpu_quota_metric,
@@ -36,16 +37,20 @@ def google_apis(
             api = path.rsplit("/", 1)[-1]
             return 200, {"state": "DISABLED" if api in disabled else "ENABLED"}
         if path.endswith("/consumerQuotaMetrics"):
+            if request.query.get("view") != ["BASIC"]:
+                return 400, {"error": {"code": 400, "message": "view must be BASIC here"}}
+            # two pages, as a project with many quotas gets them: the T4 quota only on the second
             buckets = [
                 {"effectiveLimit": str(t4_limit), "dimensions": {"region": REGION}},
                 {"effectiveLimit": "8", "dimensions": {"region": "us-central1"}},
             ]
-            return 200, {"metrics": [
-                {"metric": T4_METRIC, "consumerQuotaLimits": [{"quotaBuckets": buckets}]},
+            return paged(request, "metrics", [[
                 {"metric": "aiplatform.googleapis.com/custom_model_training_nvidia_l4_gpus",
                  "consumerQuotaLimits": [{"quotaBuckets": [
                      {"effectiveLimit": "4", "dimensions": {"region": REGION}}]}]},
-            ]}  # fmt: skip
+            ], [
+                {"metric": T4_METRIC, "consumerQuotaLimits": [{"quotaBuckets": buckets}]},
+            ]])  # fmt: skip
         if path.endswith("/repositories/yoda") and repository is not None:
             return 200, repository
         return 404, {"error": {"code": 404, "message": "not found"}}
@@ -101,6 +106,8 @@ def test_quota_follows_the_configured_accelerator(settings: PipelineSettings) ->
     with google_apis(repository={"format": "DOCKER"}) as api:
         assert run(l4, api.url)["GPU quota"] == (True, "NVIDIA_L4 in europe-west4: 4")
     assert gpu_quota_metric("NVIDIA_TESLA_T4") == "nvidia_t4"
+    assert gpu_quota_metric("NVIDIA_H100_80GB") == "nvidia_h100"
+    assert gpu_quota_metric("NVIDIA_A100_80GB") == "nvidia_a100_80gb"
 
 
 def test_bad_settings_stop_before_any_call(tmp_path: Path) -> None:
@@ -123,3 +130,35 @@ def test_every_required_api_is_checked(settings: PipelineSettings) -> None:
         run(settings, api.url)
         asked = {r.path.rsplit("/", 1)[-1] for r in api.requests if "/services/" in r.path}
     assert set(REQUIRED_APIS) <= asked
+
+
+def quota_requests(api: Any) -> list[dict[str, list[str]]]:
+    return [r.query for r in api.requests if r.path.endswith("/consumerQuotaMetrics")]
+
+
+def test_quota_on_the_second_page_is_found(settings: PipelineSettings) -> None:
+    with google_apis(repository={"format": "DOCKER"}, t4_limit=2) as api:
+        assert run(settings, api.url)["GPU quota"] == (True, "NVIDIA_TESLA_T4 in europe-west4: 2")
+        asked = quota_requests(api)
+    assert asked == [{"view": ["BASIC"]}, {"view": ["BASIC"], "pageToken": ["page-2"]}]
+
+
+def test_a_server_that_never_stops_paging_is_cut_off(settings: PipelineSettings) -> None:
+    def respond(request: Recorded) -> tuple[int, dict[str, Any]]:
+        return 200, {"metrics": [], "nextPageToken": "again"}
+
+    with fake_google_api(respond) as api:
+        ok, detail = run(settings, api.url)["GPU quota"]
+        asked = quota_requests(api)
+    assert not ok
+    assert detail == (
+        f"cannot read Vertex AI quotas: still a next page after {MAX_QUOTA_PAGES} pages"
+    )
+    assert len(asked) == MAX_QUOTA_PAGES
+
+
+def test_the_stand_in_refuses_an_unknown_page_token() -> None:
+    with google_apis() as api:
+        url = f"{api.url}/v1beta1/projects/{PROJECT}/services/aiplatform.googleapis.com"
+        answer = requests.get(f"{url}/consumerQuotaMetrics?view=BASIC&pageToken=x", timeout=10)
+    assert answer.status_code == 400

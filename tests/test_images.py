@@ -17,6 +17,8 @@ from pathlib import Path
 
 import pytest
 
+from yoda_pipeline.images import ImageLockError, load_image_lock
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 STEPS = ("data_transformation", "fine_tuning", "inference", "evaluation", "registry")
 TORCH_STEPS = ("fine_tuning", "inference")
@@ -42,6 +44,24 @@ def instructions(step: str) -> list[tuple[str, str]]:
     ]
 
 
+#: Bases kept by tag, each with why: the build resolves the tag to a digest, builds on that
+#: digest and records it in the image lock (images/build-push.sh).
+RECORDED_ONLY = {
+    "cicirello/pyaction:3.11": "no public record of its digest could be found (issue 22)",
+}
+PINNED = re.compile(r"^[a-z0-9][a-z0-9._/-]*:[A-Za-z0-9._-]+@sha256:[0-9a-f]{64}$")
+
+
+def base_image(step: str) -> str:
+    """The Dockerfile's base: `ARG BASE_IMAGE=…` before its one `FROM ${BASE_IMAGE}`."""
+    steps = instructions(step)
+    assert [args for name, args in steps if name == "FROM"] == ["${BASE_IMAGE}"]
+    assert steps[0][0] == "ARG" and steps[1][0] == "FROM"
+    name, _, base = steps[0][1].partition("=")
+    assert name == "BASE_IMAGE" and base, steps[0]
+    return base
+
+
 def console_scripts(step: str) -> dict[str, str]:
     pyproject = tomllib.loads((REPO_ROOT / "components" / step / "pyproject.toml").read_text())
     scripts: dict[str, str] = pyproject["project"]["scripts"]
@@ -59,18 +79,28 @@ def test_hadolint_is_clean(step: str) -> None:
 
 
 @pytest.mark.parametrize("step", STEPS)
-def test_base_image_is_pinned(step: str) -> None:
-    bases = [args for name, args in instructions(step) if name == "FROM"]
-    assert len(bases) == 1, bases
-    image = bases[0]
-    assert ":" in image.rsplit("/", 1)[-1] or "@sha256:" in image, f"{image} has no tag"
-    assert not image.endswith(":latest"), image
+def test_base_image_is_pinned_by_digest_or_recorded_only(step: str) -> None:
+    image = base_image(step)
+    if image in RECORDED_ONLY:
+        assert "@" not in image and ":" in image.rsplit("/", 1)[-1], image
+    else:
+        assert PINNED.match(image), f"{image}: pin NAME:TAG@sha256:… or list it in RECORDED_ONLY"
+    assert not image.split("@")[0].endswith(":latest"), image
     if step in TORCH_STEPS:
         assert image.startswith(TORCH_BASE), image
         # the step package's torch pin is the base image's torch
         assert "torch==2.8.0" in (REPO_ROOT / "components" / step / "pyproject.toml").read_text()
     else:
-        assert re.search(r"python:3\.11|pyaction:3\.11", image), image
+        assert re.search(r"^python:3\.11|^cicirello/pyaction:3\.11", image), image
+
+
+def test_a_base_has_one_pin_in_every_dockerfile() -> None:
+    pins: dict[str, set[str]] = {}
+    for step in STEPS:
+        tagged, _, digest = base_image(step).partition("@")
+        pins.setdefault(tagged, set()).add(digest)
+    assert all(len(digests) == 1 for digests in pins.values()), pins
+    assert set(RECORDED_ONLY) <= set(pins)  # no stale entry
 
 
 @pytest.mark.parametrize("step", STEPS)
@@ -301,3 +331,36 @@ def test_inference_image_recipe(
         rows = list(reader)
     assert reader.fieldnames == ["user_input", "reference", "extracted_response"]
     assert len(rows) == len(read_jsonl(sample_test_jsonl))
+
+
+DIGEST = "sha256:" + "a" * 64
+
+
+def lock_file(tmp_path: Path, bases: object, host: str = "europe-docker.pkg.dev/p/yoda") -> Path:
+    lock: dict[str, object] = {step: f"{host}/{step.replace('_', '-')}@{DIGEST}" for step in STEPS}
+    if bases is not None:
+        lock["bases"] = bases
+    (tmp_path / "lock.json").write_text(json.dumps(lock))
+    return tmp_path / "lock.json"
+
+
+def test_lock_records_each_images_base(tmp_path: Path) -> None:
+    bases = {step: f"{base_image(step).split('@')[0]}@{DIGEST}" for step in STEPS}
+    assert load_image_lock(lock_file(tmp_path, bases)).bases == bases
+    assert load_image_lock(lock_file(tmp_path, None)).bases == {}  # a lock from before bases
+    standins = {step: f"local stand-in {DIGEST} for {base_image(step)}" for step in STEPS}
+    assert load_image_lock(lock_file(tmp_path, standins, "127.0.0.1:5000/yoda")).bases == standins
+
+
+@pytest.mark.parametrize(
+    ("bases", "message"),
+    [({"fine_tuning": f"pytorch/pytorch@{DIGEST}"}, "must name the base of every step"),
+     (dict.fromkeys(STEPS, "python:3.11.14-slim-bookworm"), "expected NAME:TAG@sha256"),
+     (dict.fromkeys(STEPS, f"local stand-in {DIGEST} for python:3.11"),
+      "built on a local stand-in base: it belongs on a registry on 127.0.0.1 only")],
+)  # fmt: skip
+def test_lock_refuses_unrecorded_or_stand_in_bases(
+    tmp_path: Path, bases: object, message: str
+) -> None:
+    with pytest.raises(ImageLockError, match=message):
+        load_image_lock(lock_file(tmp_path, bases))

@@ -16,13 +16,17 @@ from yoda_pipeline.cli import main as pipeline_main
 from yoda_pipeline.settings import PipelineSettings
 from yoda_registry.gate import Thresholds, decide
 from yoda_registry.gate import main as gate_main
+from yoda_registry.model_evaluation import SCHEMA_URI, version_description
 from yoda_registry.register import (
+    artifact_label,
     becomes_default,
     label_value,
     register_model,
     score_from_labels,
 )
+from yoda_registry.register import main as register_main
 from yoda_step_io import StepError
+from yoda_step_io.vertex import ENDPOINT_VARIABLE
 
 IMAGE = "europe-west4-docker.pkg.dev/yoda-project/yoda/yoda-inference@sha256:" + "ab" * 32
 GOOD = {"rouge_l_mean": 0.8, "base_rouge_l_mean": 0.55, "echo_rouge_l_mean": 0.6,
@@ -96,7 +100,7 @@ def test_labels_and_champion_challenger_rules() -> None:
 
 
 def register(api_url: str, score: float, run: str) -> Any:
-    aggregates = {**GOOD, "rouge_l_mean": score}
+    aggregates = {**GOOD, "rouge_l_mean": score, "bleu_mean": 0.31}
     return register_model(f"gs://yoda-bucket/{run}/model", aggregates, project="yoda-project",
                           location="europe-west4", display_name="yoda-phi3", serving_image=IMAGE,
                           metric="rouge_l", run_name=run, endpoint=api_url)  # fmt: skip
@@ -120,10 +124,106 @@ def test_versions_of_one_model_and_only_a_better_one_becomes_the_default() -> No
     assert spec["imageUri"] == IMAGE and spec["command"] == ["yoda-serve"]
     assert uploads[0]["model"]["artifactUri"] == "gs://yoda-bucket/run-1/model"
     labels = {"yoda_run": "run-3", "yoda_metric": "rouge_l", "yoda_score": "8500",
-              "yoda_echo_score": "6000"}  # fmt: skip
+              "yoda_echo_score": "6000",
+              "yoda_artifact": artifact_label("gs://yoda-bucket/run-3/model")}  # fmt: skip
     assert uploads[2]["model"]["labels"] == labels
+    assert uploads[2]["model"]["versionDescription"] == (
+        "run run-3: rouge_l 0.8500; base 0.5500 (uplift +0.2500); echo 0.6000 (uplift +0.2000)"
+    )
     assert [e["version"] for e in state.evaluations] == ["1", "2", "3"]
-    assert state.evaluations[0]["metrics"]["rouge_l_uplift_vs_echo"] == pytest.approx(0.2)
+    # the stand-in took them under the schema's fields (tests/fake_vertex.py, SCHEMA_FIELDS);
+    # the full set, the baselines and uplifts with it, rides along as free-form metadata
+    evaluation = state.evaluations[0]
+    assert evaluation["metricsSchemaUri"] == SCHEMA_URI
+    assert evaluation["metrics"] == {"bleu": 0.31, "rougeLSum": 0.8}
+    assert evaluation["metadata"]["pipeline_job_id"] == "run-1"
+    assert evaluation["metadata"]["yoda_metrics"]["rouge_l_uplift_vs_echo"] == pytest.approx(0.2)
+
+
+def run_register_step(tmp_path: Path, run: str = "run-1") -> dict[str, Any]:
+    """``yoda-register`` as the pipeline runs it (the stand-in's URL in the environment); the
+    metadata of its ``vertex_model`` output."""
+    (tmp_path / "metrics").mkdir(exist_ok=True)
+    (tmp_path / "metrics" / "metrics.json").write_text(json.dumps({**GOOD, "bleu_mean": 0.31}))
+    out = tmp_path / "executor_output.json"
+    executor = {"outputs": {"artifacts": {"vertex_model": {"artifacts": [{"name": "m"}]}},
+                            "outputFile": str(out)}}  # fmt: skip
+    register_main(["--model-uri", f"gs://yoda-bucket/{run}/model", "--project", "yoda-project",
+                   "--location", "europe-west4", "--run-name", run, "--serving-image", IMAGE,
+                   "--evaluation-metrics", str(tmp_path / "metrics"),
+                   "--executor-input", json.dumps(executor)])  # fmt: skip
+    artifact = json.loads(out.read_text())["artifacts"]["vertex_model"]["artifacts"][0]
+    metadata: dict[str, Any] = artifact["metadata"]
+    return metadata
+
+
+def test_a_refused_import_fails_the_step_and_the_retry_imports_it_without_a_new_version(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Registration cannot half-succeed: the version whose import was refused is found again by
+    the task's retry, which imports its evaluation and uploads nothing; one more run adds
+    nothing either."""
+    with fake_vertex() as (api, state):
+        monkeypatch.setenv(ENDPOINT_VARIABLE, api.url)
+        state.import_failures.append(400)
+        with pytest.raises(SystemExit) as exit_info:
+            run_register_step(tmp_path)
+        assert exit_info.value.code == 2
+        (line,) = [x for x in capsys.readouterr().err.splitlines() if x.startswith("error:")]
+        assert line == (
+            "error: projects/yoda-project/locations/europe-west4/models/1001@1 is registered "
+            "without its evaluation, the import failed (400 Invalid Metrics Format): a rerun of "
+            "this step imports it, without uploading again")  # fmt: skip
+        assert state.evaluations == []
+        retried = run_register_step(tmp_path)
+        again = run_register_step(tmp_path)
+    uploads = [r for r in api.requests if r.path.endswith("/models:upload")]
+    imports = [r for r in api.requests if r.path.endswith("/evaluations:import")]
+    assert len(uploads) == 1 and len(imports) == 2
+    assert [len(versions) for versions in state.models.values()] == [1]
+    (evaluation,) = state.evaluations
+    assert (evaluation["version"], evaluation["metrics"]) == ("1", {"bleu": 0.31, "rougeLSum": 0.8})
+    assert retried["version_id"] == again["version_id"] == "1"
+    assert retried["reused"] is again["reused"] is True and retried["is_default_version"] is True
+
+
+def test_a_transient_import_failure_is_retried_within_the_step(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with fake_vertex() as (api, state):
+        monkeypatch.setenv(ENDPOINT_VARIABLE, api.url)
+        state.import_failures.append(503)
+        metadata = run_register_step(tmp_path)
+    assert [r.path.rsplit("/", 1)[-1] for r in api.requests if r.method == "POST"] == [
+        "models:upload", "evaluations:import", "evaluations:import"]  # fmt: skip
+    assert len(state.evaluations) == 1 and metadata["reused"] is False
+
+
+def test_the_stand_in_refuses_metrics_outside_the_schema() -> None:
+    """The schema check is live: the project's own names, as sent before, are refused."""
+    from google.api_core.exceptions import BadRequest
+    from google.cloud import aiplatform
+
+    with fake_vertex() as (api, state):
+        registered = register(api.url, 0.8, "run-1")
+        client = aiplatform.Model(registered.resource_name).api_client
+        with pytest.raises(BadRequest, match="Invalid Metrics Format"):
+            client.import_model_evaluation(parent=registered.resource_name, model_evaluation={
+                "metrics_schema_uri": SCHEMA_URI, "metrics": {"rouge_l_mean": 0.8}})  # fmt: skip
+    assert len(state.evaluations) == 1
+
+
+def test_no_schema_metric_registers_without_an_evaluation() -> None:
+    aggregates = {"levenshtein_similarity_mean": 0.7}
+    with fake_vertex() as (api, state):
+        registered = register_model("gs://b/m", aggregates, project="yoda-project",
+                                    location="europe-west4", display_name="yoda-phi3",
+                                    serving_image=IMAGE, metric="levenshtein_similarity",
+                                    run_name="r", endpoint=api.url)  # fmt: skip
+    assert registered.version_id == "1" and state.evaluations == []
+    assert version_description(aggregates, "levenshtein_similarity", "r") == (
+        "run r: levenshtein_similarity 0.7000"
+    )
 
 
 def test_the_offline_placeholder_image_never_reaches_google() -> None:

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any, get_args
 
 import pytest
+from pydantic import ValidationError
 
 from yoda_pipeline.cli import _settings, build_parser, main
 from yoda_pipeline.cloud import validate_for_cloud
@@ -43,6 +44,7 @@ PROBES = [
     ("registry_model_name", "yoda phi3", "expected letters, digits, _ and -"),
     ("gate_min_uplift_vs_base", "2", "less than or equal to 1"),
     ("inference_batch_size", "0", "greater than 0"),
+    ("accelerator_count", "0", "greater than 0"),
 ]
 #: settings of the compilation only (no --set): (variable, refused value, what it allows)
 ENV_PROBES = [
@@ -295,7 +297,7 @@ GOOD: dict[str, list[Any]] = {
         "", "data/yoda.csv", "gs://yoda-bucket/data/yoda.csv",
         "hf://datasets/dvgodoy/yoda_sentences/sentences.csv",
     ],
-    "accelerator_type": ["NVIDIA_TESLA_T4", "NVIDIA_L4", "NVIDIA_H100_80GB", "NVIDIA_B200"],
+    "accelerator_type": ["NVIDIA_TESLA_T4", "NVIDIA_L4", "NVIDIA_H100_80GB", "NVIDIA_A100_80GB"],
     "cpu_limit": ["16", "8.5", "500m", "4"],
     "memory_limit": ["50G", "64Gi", "32G", "512Mi", "1073741824"],
     "registry_model_name": ["yoda-phi3", "Yoda_Phi3"],
@@ -382,3 +384,30 @@ def test_the_gpu_types_are_vertex_ais() -> None:
 )  # fmt: skip
 def test_hub_id_form(text: str, hub_id: bool) -> None:
     assert vocabulary.is_hub_id(text) is hub_id
+
+
+@pytest.mark.parametrize("command", ["submit", "run-local"])
+@pytest.mark.usefixtures("cloud_env")
+def test_a_gpu_count_no_machine_takes_is_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], command: str
+) -> None:
+    argv = ["submit", "--output", str(tmp_path / "p.yaml")] if command == "submit" else (
+        local_argv(command, tmp_path))  # fmt: skip
+    line = refused([*argv, "--set", "accelerator_count=8"], capsys)
+    assert line == (
+        "error: YODA_ACCELERATOR_TYPE='NVIDIA_TESLA_T4': a machine takes 1, 2, 4 of them, not "
+        "YODA_ACCELERATOR_COUNT=8 (--set accelerator_count=): pick one of those, or another GPU "
+        "type (docs/scaling.md)"
+    )
+    assert not (tmp_path / "p.yaml").exists()
+
+
+def test_a_gpu_count_the_gpu_type_comes_in_is_taken() -> None:
+    """8 L4 make a g2-standard-96; 8 T4 fit no machine (checks.GPU_COUNTS, with its source)."""
+    assert (
+        PipelineSettings(accelerator_count=8, accelerator_type="NVIDIA_L4").accelerator_count == 8
+    )
+    assert PipelineSettings(accelerator_count=4).accelerator_count == 4
+    assert PipelineSettings(accelerator_type="NVIDIA_B200", accelerator_count=8).accelerator_count
+    with pytest.raises(ValidationError, match="a machine takes 8 of them"):
+        PipelineSettings(accelerator_type="NVIDIA_B200")  # one B200 comes in no machine

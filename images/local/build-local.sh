@@ -2,8 +2,9 @@
 # `make build-images-local`: the five step images built from their Dockerfiles as they are, by the
 # same script Cloud Build runs (images/build-push.sh), pushed to a registry on 127.0.0.1 instead of
 # Artifact Registry, their digests written to a lock of the cloud lock's form. Bases that cannot be
-# pulled here get local stand-ins first (images/local/standin-bases.sh). Prints each image's size,
-# build time and largest layers.
+# pulled here get local stand-ins first (images/local/standin-bases.sh), passed to the build as
+# BASE_IMAGE and recorded in the lock as stand-ins. Prints each image's size, build time and
+# largest layers.
 #
 #   images/local/build-local.sh REGISTRY STORAGE LOCK_FILE
 #   e.g. images/local/build-local.sh 127.0.0.1:5000 ~/.cache/yoda-phi3/registry images/digests.docker.json
@@ -25,7 +26,10 @@ rm -rf "$digests"
 declare -A seconds
 for step in "${steps[@]}"; do
     start=$SECONDS
-    DOCKER_BUILD_FLAGS="--network host" bash images/build-push.sh "$step" \
+    # the Dockerfile's base where it is here (the real one), else its stand-in, tagged NAME:TAG
+    base=$(sed -n 's/^ARG BASE_IMAGE=//p' "images/$step/Dockerfile")
+    docker image inspect "$base" >/dev/null 2>&1 || base=${base%@sha256:*}
+    BASE_IMAGE=$base DOCKER_BUILD_FLAGS="--network host" bash images/build-push.sh "$step" \
         "$registry/yoda/yoda-${step//_/-}" local "$digests"
     seconds[$step]=$((SECONDS - start))
 done

@@ -65,3 +65,34 @@ CROSS_CHECKS: dict[str, Callable[[Any, Mapping[str, Any]], str | None]] = {
     ),
     "gate_metric": _gate_metric_problem,
 }
+
+
+#: GPUs of one type that one machine takes (Compute Engine's shapes, which Vertex AI custom
+#: training runs on), as SkyPilot transcribes https://cloud.google.com/compute/docs/gpus:
+#: https://github.com/skypilot-org/skypilot/blob/005261080a6b8102f3d95ff2147a855250f40272/sky/catalog/gcp_catalog.py
+#: ("8x T4 is not supported by GCP"). Types not listed are not checked.
+GPU_COUNTS: dict[str, tuple[int, ...]] = {
+    "NVIDIA_TESLA_T4": (1, 2, 4),
+    "NVIDIA_TESLA_P4": (1, 2, 4),
+    "NVIDIA_TESLA_P100": (1, 2, 4),
+    "NVIDIA_TESLA_V100": (1, 2, 4, 8),
+    "NVIDIA_L4": (1, 2, 4, 8),
+    "NVIDIA_TESLA_A100": (1, 2, 4, 8, 16),
+    "NVIDIA_A100_80GB": (1, 2, 4, 8),
+    "NVIDIA_H100_80GB": (1, 2, 4, 8),
+    "NVIDIA_H100_MEGA_80GB": (8,),
+    "NVIDIA_H200_141GB": (8,),
+    "NVIDIA_B200": (8,),
+}
+
+
+def gpu_count_problem(gpu: str, count: object) -> str | None:
+    """Why one machine cannot take ``count`` GPUs of type ``gpu`` (None: it can)."""
+    counts = GPU_COUNTS.get(gpu)
+    if counts is None or not isinstance(count, int) or count in counts:
+        return None
+    takes = ", ".join(map(str, counts))
+    return (
+        f"a machine takes {takes} of them, not YODA_ACCELERATOR_COUNT={count} (--set "
+        "accelerator_count=): pick one of those, or another GPU type (docs/scaling.md)"
+    )

@@ -13,6 +13,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlencode
 
 from yoda_pipeline.cloud import cloud_problems
 from yoda_pipeline.settings import PipelineSettings
@@ -107,8 +108,32 @@ def check_repository(session: Any, settings: PipelineSettings, endpoints: Endpoi
 
 
 def gpu_quota_metric(accelerator_type: str) -> str:
-    """``NVIDIA_TESLA_T4`` -> ``nvidia_t4``: the GPU's part of Vertex's quota metric names."""
-    return accelerator_type.lower().replace("tesla_", "")
+    """``NVIDIA_TESLA_T4`` -> ``nvidia_t4``: the GPU's part of Vertex's quota metric names
+    (``NVIDIA_H100_80GB``'s is ``nvidia_h100``, as Google's vertex-ai-samples
+    notebook_util/common_util.py@1ab9e4b names it)."""
+    return accelerator_type.lower().replace("tesla_", "").replace("h100_80gb", "h100")
+
+
+#: Pages of quota metrics read at most: a server that always sends a next page cannot loop us.
+MAX_QUOTA_PAGES = 100
+
+
+def _quota_metrics(session: Any, url: str) -> list[dict[str, Any]] | str:
+    """Every page of ``services.consumerQuotaMetrics.list`` (``metrics``, then ``nextPageToken`` as
+    the next ``pageToken``; Service Usage v1beta1, googleapis/google-api-python-client@00fb49d8,
+    googleapiclient/discovery_cache/documents/serviceusage.v1beta1.json), or what went wrong."""
+    metrics: list[dict[str, Any]] = []
+    token = ""
+    for _ in range(MAX_QUOTA_PAGES):
+        query = urlencode({"view": "BASIC", **({"pageToken": token} if token else {})})
+        status, body = _get(session, f"{url}?{query}")
+        if status != 200:
+            return f"cannot read Vertex AI quotas (HTTP {status})"
+        metrics += [m for m in body.get("metrics", []) if isinstance(m, dict)]
+        token = str(body.get("nextPageToken") or "")
+        if not token:
+            return metrics
+    return f"cannot read Vertex AI quotas: still a next page after {MAX_QUOTA_PAGES} pages"
 
 
 def check_gpu_quota(session: Any, settings: PipelineSettings, endpoints: Endpoints) -> Check:
@@ -116,15 +141,15 @@ def check_gpu_quota(session: Any, settings: PipelineSettings, endpoints: Endpoin
     gpu = gpu_quota_metric(settings.accelerator_type)
     url = (
         f"{endpoints.service_usage}/v1beta1/projects/{settings.project_id}"
-        "/services/aiplatform.googleapis.com/consumerQuotaMetrics?view=BASIC"
+        "/services/aiplatform.googleapis.com/consumerQuotaMetrics"
     )
-    status, body = _get(session, url)
-    if status != 200:
-        return Check("GPU quota", False, f"cannot read Vertex AI quotas (HTTP {status})")
+    metrics = _quota_metrics(session, url)
+    if isinstance(metrics, str):
+        return Check("GPU quota", False, metrics)
     limit = 0
-    for metric in body.get("metrics", []):
+    for metric in metrics:
         name = str(metric.get("metric", ""))
-        if "custom_model_training" not in name or gpu not in name or "preemptible" in name:
+        if not name.endswith(f"/custom_model_training_{gpu}_gpus"):  # not a100_80gb for a100
             continue
         for quota_limit in metric.get("consumerQuotaLimits", []):
             for bucket in quota_limit.get("quotaBuckets", []):

@@ -2,7 +2,11 @@
 
 Vertex AI runs each step in its own prebuilt image. A tag can move under a compiled pipeline;
 a digest cannot, so the lock holds ``REGISTRY/REPO/NAME@sha256:<64 hex>`` per step and compile
-refuses anything else (Vertex also rejects a reference with both a tag and a digest).
+refuses anything else (Vertex also rejects a reference with both a tag and a digest). Under
+``"bases"`` it records the base each image was built on (written by images/build-push.sh): its
+registry digest, ``NAME:TAG@sha256:<64 hex>``, or ``local stand-in sha256:<image id> for NAME…``
+for the offline build's stand-ins (images/local/). Locks written before bases were recorded have
+none.
 """
 
 from __future__ import annotations
@@ -10,7 +14,7 @@ from __future__ import annotations
 import ipaddress
 import json
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 #: The images, in pipeline order (the report runs in the evaluation image; the quality gate and
@@ -18,6 +22,7 @@ from pathlib import Path
 STEPS = ("data_transformation", "fine_tuning", "inference", "evaluation", "registry")
 
 _DIGEST_REF = re.compile(r"^(?P<name>[a-z0-9][a-z0-9._/:-]*)@sha256:[0-9a-f]{64}$")
+_STAND_IN_BASE = re.compile(r"^local stand-in sha256:[0-9a-f]{64} for [a-z0-9][a-z0-9._/:@-]*$")
 
 
 class ImageLockError(ValueError):
@@ -44,9 +49,10 @@ def check_image_reference(step: str, reference: str) -> str:
 
 @dataclass(frozen=True)
 class ImageLock:
-    """Digest-pinned image references, one per step."""
+    """Digest-pinned image references, one per step, and the base each was built on."""
 
     images: dict[str, str]
+    bases: dict[str, str] = field(default_factory=dict)
 
     def image(self, step: str) -> str:
         return self.images[step]
@@ -79,11 +85,34 @@ def loopback_images(lock: ImageLock) -> dict[str, str]:
     return {step: host for step, host in hosts.items() if is_loopback(host)}
 
 
+def check_bases(raw: object, images: dict[str, str]) -> dict[str, str]:
+    """The lock's ``"bases"`` (``None``: an older lock, none recorded); :class:`ImageLockError`."""
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict) or set(raw) != set(STEPS):
+        raise ImageLockError(f'"bases" must name the base of every step: {", ".join(STEPS)}')
+    for step in STEPS:
+        base = str(raw[step])
+        stand_in = _STAND_IN_BASE.match(base) is not None
+        if not stand_in and _DIGEST_REF.match(base) is None:
+            raise ImageLockError(
+                f"base of step {step!r} is {base!r}: expected NAME:TAG@sha256:<64 hex> "
+                "or `local stand-in sha256:<64 hex> for NAME…`"
+            )
+        if stand_in and not is_loopback(registry_host(images[step])):
+            raise ImageLockError(
+                f"image for step {step!r} ({images[step]}) is built on a local stand-in base: "
+                "it belongs on a registry on 127.0.0.1 only"
+            )
+    return {step: str(raw[step]) for step in STEPS}
+
+
 def load_image_lock(path: Path) -> ImageLock:
     """Read and validate the lock file at ``path``.
 
     Raises:
-        ImageLockError: missing file, invalid JSON, a missing step, or a non-digest reference.
+        ImageLockError: missing file, invalid JSON, a missing step, a non-digest reference, or
+            a malformed ``"bases"``.
     """
     if not path.is_file():
         raise ImageLockError(
@@ -99,4 +128,9 @@ def load_image_lock(path: Path) -> ImageLock:
     missing = [step for step in STEPS if step not in raw]
     if missing:
         raise ImageLockError(f"image lock {path} has no image for step(s): {', '.join(missing)}")
-    return ImageLock({step: check_image_reference(step, str(raw[step])) for step in STEPS})
+    images = {step: check_image_reference(step, str(raw[step])) for step in STEPS}
+    try:
+        bases = check_bases(raw.get("bases"), images)
+    except ImageLockError as error:
+        raise ImageLockError(f"image lock {path}: {error}") from error
+    return ImageLock(images, bases)

@@ -136,6 +136,13 @@ class PipelineParameters(BaseSettings):
         lt=1.0,
     )
     training_seed: int = parameter(42, "seed of the training run", To(TUNE, "--seed"))
+    accelerator_count: int = parameter(
+        1,
+        "GPUs of the fine-tuning task on Vertex AI, one data-parallel rank each (on a CPU: gloo "
+        "processes); the effective batch is per_device_train_batch_size times this",
+        To(TUNE, "--accelerator-count"),
+        gt=0,
+    )
     checkpoint_dir: str = parameter(
         "",
         "checkpoint folder (a rerun with the same folder resumes there); empty: beside the model "

@@ -11,15 +11,16 @@ from yoda_pipeline.settings import PipelineSettings
 from yoda_pipeline.signatures import kfp_function, kfp_type, step_parameters
 
 
-def _gpu_task(task: dsl.PipelineTask, settings: PipelineSettings) -> None:
-    """A GPU, CPUs and memory for a training or generation task on Vertex AI, and retries: a
-    preempted or failed GPU task runs again, and fine-tuning resumes from its last checkpoint
-    (kept beside the task's Model output, the same folder on every retry of one run)."""
+def _gpu_task(task: dsl.PipelineTask, settings: PipelineSettings, gpus: int = 1) -> None:
+    """``gpus`` GPUs, CPUs and memory for a training or generation task on Vertex AI, and
+    retries: a preempted or failed GPU task runs again, and fine-tuning resumes from its last
+    checkpoint (kept beside the task's Model output, the same folder on every retry of one run).
+    """
     task.set_retry(
         num_retries=settings.gpu_task_retries, backoff_duration="60s", backoff_factor=2.0
     )
     task.set_accelerator_type(settings.accelerator_type)
-    task.set_accelerator_limit(settings.accelerator_count)
+    task.set_accelerator_limit(gpus)
     task.set_cpu_limit(settings.cpu_limit)
     task.set_memory_limit(settings.memory_limit)
 
@@ -53,7 +54,9 @@ def build_pipeline(components: StepComponents, settings: PipelineSettings) -> An
         fine_tuning = components.fine_tuning(
             train_dataset=data.outputs["train"], **given("fine_tuning")
         ).set_display_name("Fine-tuning (QLoRA)")
-        _gpu_task(fine_tuning, settings)
+        # as many GPUs as ranks: compiled in (KFP's local runner cannot fill a run-time count);
+        # a run started with more ranks than the compiled GPUs fails at once with one line
+        _gpu_task(fine_tuning, settings, gpus=settings.accelerator_count)
 
         inference = components.inference(
             model=fine_tuning.outputs["model"],
@@ -85,7 +88,9 @@ def build_pipeline(components: StepComponents, settings: PipelineSettings) -> An
                 model=fine_tuning.outputs["model"],
                 evaluation_metrics=evaluation.outputs["metrics"],
                 **given("register"),
-            ).set_display_name("Register in Model Registry")
+            ).set_display_name("Register in Model Registry").set_retry(
+                num_retries=3, backoff_duration="30s", backoff_factor=2.0
+            )  # idempotent (yoda_registry.register): a retry reuses the version, imports only
 
     signature = {name: kfp_type(name) for name in PARAMETERS}
     function = kfp_function(

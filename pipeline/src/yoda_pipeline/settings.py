@@ -14,7 +14,7 @@ from typing import Any, ClassVar
 from pydantic import Field, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import SettingsConfigDict
 
-from yoda_pipeline.checks import allowed
+from yoda_pipeline.checks import allowed, gpu_count_problem
 from yoda_pipeline.parameters import PARAMETERS, PipelineParameters
 from yoda_step_io.vocabulary import BASE_MODEL_FORMS, GPU_TYPES, is_local_path
 
@@ -90,8 +90,8 @@ class PipelineSettings(PipelineParameters):
     vertex_api_endpoint: str = Field("", description="Vertex API endpoint override")
 
     # Resources of the GPU tasks on Vertex AI (the local runner ignores them).
+    # (the fine-tuning task's GPU count is a pipeline parameter, accelerator_count)
     accelerator_type: str = "NVIDIA_TESLA_T4"
-    accelerator_count: int = Field(1, gt=0)
     cpu_limit: str = "16"
     memory_limit: str = "50G"
     gpu_task_retries: int = Field(2, ge=0, le=10, description="retries of a failed GPU task")
@@ -103,6 +103,11 @@ class PipelineSettings(PipelineParameters):
     @classmethod
     def _setting_allowed(cls, value: Any, info: ValidationInfo) -> Any:
         return allowed(CHECKS[str(info.field_name)](value), value)
+
+    @field_validator("accelerator_type")
+    @classmethod
+    def _takes_the_gpus(cls, value: str, info: ValidationInfo) -> Any:
+        return allowed(gpu_count_problem(value, info.data.get("accelerator_count")), value)
 
 
 def variable(name: str, value: object) -> str:

@@ -16,6 +16,7 @@ import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from yoda_step_io import StepError
 from yoda_step_io.files import check_location
@@ -87,6 +88,9 @@ def weights_only_resume() -> Iterator[None]:
     and plain containers, plus the numpy types of the Trainer's saved RNG state, allow-listed
     here. A pickled object of any other kind in a checkpoint is refused, never run.
     ``TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD``, which would turn full unpickling back on, is unset.
+
+    A CPU rank's Trainer loads onto its device ``cpu:N``, which torch 2.8 cannot restore
+    storages to: such loads go to ``cpu``, the same memory.
     """
     import numpy as np
     import torch
@@ -99,6 +103,14 @@ def weights_only_resume() -> Iterator[None]:
         np.dtype,
         type(np.dtype(np.uint32)),
     ]
+    load = torch.load
+
+    def load_on_cpu(*args: Any, **kwargs: Any) -> Any:
+        if str(kwargs.get("map_location")).startswith("cpu:"):
+            kwargs["map_location"] = "cpu"
+        return load(*args, **kwargs)
+
+    torch.load = load_on_cpu
     try:
         with torch.serialization.safe_globals(rng_state_types):
             yield
@@ -109,3 +121,5 @@ def weights_only_resume() -> Iterator[None]:
             "a checkpoint holds pickled objects that are not tensors or RNG state, refused "
             "(weights-only loading): remove the checkpoint folder to start afresh"
         ) from error
+    finally:
+        torch.load = load

@@ -8,6 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from yoda_fine_tuning.distributed import COLLECTIVE_TIMEOUT
 from yoda_fine_tuning.hyperparams import HyperParameters
 from yoda_fine_tuning.plan import RunPlan
 from yoda_step_io.vocabulary import ALL_LINEAR
@@ -39,14 +40,24 @@ def build_sft_config(
     plan: RunPlan,
     output_dir: Path,
     logging_dir: Path,
+    world_size: int = 1,
     *,
     progress_bar: bool = True,
 ) -> SFTConfig:
     """Trainer settings: TensorBoard logs in ``logging_dir``, checkpoints in ``output_dir``.
 
-    ``progress_bar=False`` (a log, not a terminal) turns the Trainer's bar off.
+    ``progress_bar=False`` (a log, not a terminal) turns the Trainer's bar off. With several
+    ranks (``world_size``), DDP settings; and no ``auto_find_batch_size``: the ranks would each
+    shrink their own batch and fall out of step.
     """
     from trl import SFTConfig
+
+    ddp: dict[str, Any] = {}
+    if world_size > 1:
+        ddp = {
+            "ddp_find_unused_parameters": False,  # every LoRA weight gets a gradient
+            "ddp_timeout": int(COLLECTIVE_TIMEOUT.total_seconds()),
+        }
 
     return SFTConfig(
         output_dir=str(output_dir),
@@ -54,7 +65,7 @@ def build_sft_config(
         report_to=["tensorboard"],
         per_device_train_batch_size=hp.per_device_train_batch_size,
         per_device_eval_batch_size=hp.per_device_train_batch_size,
-        auto_find_batch_size=hp.auto_find_batch_size,
+        auto_find_batch_size=hp.auto_find_batch_size and world_size == 1,
         max_seq_length=hp.max_seq_length,
         packing=hp.packing,
         # the chat template is the whole format: no extra BOS, as trl does for chat datasets
@@ -75,6 +86,7 @@ def build_sft_config(
         seed=hp.seed,
         use_cpu=not plan.use_cuda,
         disable_tqdm=not progress_bar,
+        **ddp,
     )
 
 

@@ -79,10 +79,11 @@ def load_tokenizer(base_model: str) -> tuple[PreTrainedTokenizerBase, bool]:
 
 
 def load_model(
-    base_model: str, hp: HyperParameters, plan: RunPlan
+    base_model: str, hp: HyperParameters, plan: RunPlan, device: int = 0
 ) -> tuple[PreTrainedModel, PreTrainedTokenizerBase, HyperParameters]:
     """Base model (4-bit where planned) + tokenizer, wrapped with a fresh LoRA adapter; and the
-    hyper-parameters with the LoRA targets resolved for this model (architecture.py)."""
+    hyper-parameters with the LoRA targets resolved for this model (architecture.py). With
+    CUDA the model goes to GPU ``device``: each rank's own (a 4-bit model cannot move later)."""
     import torch
     from transformers import AutoModelForCausalLM
 
@@ -91,7 +92,7 @@ def load_model(
         base_model,
         quantization_config=build_bnb_config(plan.compute_dtype) if plan.use_4bit else None,
         torch_dtype=getattr(torch, plan.compute_dtype),
-        device_map={"": 0} if plan.use_cuda else None,
+        device_map={"": device} if plan.use_cuda else None,
     )
     if added:
         model.resize_token_embeddings(len(tokenizer))

@@ -29,9 +29,20 @@ def run_metrics(
     parameters: tuple[int, int],
     plan: RunPlan,
     hp: HyperParameters,
+    world_size: int = 1,
 ) -> dict[str, float]:
-    """The Metrics artifact's scalars, with the numeric hyper-parameters to compare runs by."""
+    """The Metrics artifact's scalars, with the numeric hyper-parameters to compare runs by;
+    with several ranks, their number, the effective batch and the tokens/s of all of them (the
+    Trainer's samples/s counts every rank's; runtime and memory are rank 0's)."""
     trainable, total = parameters
+    ranks = {}
+    if world_size > 1:
+        samples_per_second = float(train_output.metrics["train_samples_per_second"])
+        ranks = {
+            "world_size": float(world_size),
+            "effective_batch_size": float(hp.per_device_train_batch_size * world_size),
+            "tokens_per_second": samples_per_second * hp.max_seq_length,
+        }
     return {
         **losses,
         "train_runtime_s": float(train_output.metrics["train_runtime"]),
@@ -44,6 +55,7 @@ def run_metrics(
         "trainable_percent": 100.0 * trainable / total,
         "peak_memory_mb": _peak_memory_mb(plan.use_cuda),
         **hp.numeric(),
+        **ranks,
     }
 
 

@@ -9,6 +9,7 @@ loaded in loading.py.
 from __future__ import annotations
 
 import logging
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -21,6 +22,7 @@ from yoda_fine_tuning.checkpoints import (
     weights_only_resume,
 )
 from yoda_fine_tuning.configs import build_sft_config, chat_formatter
+from yoda_fine_tuning.distributed import SINGLE, Ranks, join_ranks
 from yoda_fine_tuning.guards import check_converging, stop_on_non_finite
 from yoda_fine_tuning.hyperparams import HyperParameters
 from yoda_fine_tuning.loading import (
@@ -63,10 +65,15 @@ def fine_tune(
     base_model: str,
     hp: HyperParameters,
     checkpoint_dir: Path | None = None,
+    ranks: Ranks = SINGLE,
 ) -> FineTuneResult:
-    """Train a LoRA adapter on ``train_path``; write the Model and Metrics outputs or neither."""
+    """Train a LoRA adapter on ``train_path``; write the Model and Metrics outputs or neither.
+
+    One of several ``ranks`` (:mod:`.distributed`) trains alike, and only rank 0 writes.
+    """
     hp.validate()  # before importing torch and friends: a bad value fails in a blink
     plan, quiet = _set_up(hp)
+    join_ranks(ranks, plan.use_cuda)
     source = resolve_model(base_model)  # gs:// -> the /gcs mount or a local copy
     check_base_model(source)
     datasets = split_validation(read_conversations(train_path), hp)
@@ -75,25 +82,30 @@ def fine_tune(
         len(datasets["train"]), len(datasets["validation"]), hp.as_dict(),
     )  # fmt: skip
     with timed("loading the base model"):
-        model, tokenizer, hp = load_model(source, hp, plan)
+        model, tokenizer, hp = load_model(source, hp, plan, device=ranks.local_rank)
     revision = _base_revision(base_model, model)
     timing.mark("load")
     parameters = _check_parameters(model)
     sources = local_inputs(train_path, base_model)
     outputs = (model_output, metrics_output)
     checkpoints = checkpoint_folder_for(model_output, checkpoint_dir)
-    with outputs_in_place(*outputs, inputs=sources), private_datasets_cache():
-        claim_checkpoint_folder(checkpoints, (*outputs, *sources))
-        metrics_output.mkdir()
+    writes = outputs_in_place(*outputs, inputs=sources) if ranks.main else nullcontext()
+    with writes, private_datasets_cache():
+        if ranks.main:
+            claim_checkpoint_folder(checkpoints, (*outputs, *sources))
+            metrics_output.mkdir()
         trainer = _make_trainer(model, tokenizer, datasets, hp, plan, checkpoints,
-                                metrics_output / "tensorboard", quiet=quiet)  # fmt: skip
+                                metrics_output / "tensorboard", ranks, quiet=quiet)  # fmt: skip
         train_output, losses = _train(trainer, checkpoints)
-        metrics = run_metrics(losses, train_output, datasets, parameters, plan, hp)
-        _check_converging(trainer.state.log_history, losses, hp, checkpoints)
-        save_adapter(trainer.model, tokenizer, base_model, model_output)
+        metrics = run_metrics(losses, train_output, datasets, parameters, plan, hp, ranks.size)
+        _check_converging(trainer.state.log_history, losses, hp, checkpoints, ranks)
         metadata = model_metadata(hp, base_model, plan, revision)
-        write_records(model_output, metrics_output, metadata, metrics, trainer.state.log_history)
-    release_checkpoint_folder(checkpoints)  # the run finished: nothing left to resume
+        if ranks.main:
+            save_adapter(trainer.model, tokenizer, base_model, model_output)
+            write_records(model_output, metrics_output, metadata, metrics,
+                          trainer.state.log_history)  # fmt: skip
+    if ranks.main:
+        release_checkpoint_folder(checkpoints)  # the run finished: nothing left to resume
     logger.info("saved the LoRA adapter to %s, metrics to %s", model_output, metrics_output)
     return FineTuneResult(metrics=metrics, model_metadata=metadata, model=trainer.model)
 
@@ -143,6 +155,7 @@ def _make_trainer(
     plan: RunPlan,
     checkpoints: Path,
     logging_dir: Path,
+    ranks: Ranks,
     *,
     quiet: bool,
 ) -> Any:
@@ -158,7 +171,9 @@ def _make_trainer(
     try:
         trainer = SFTTrainer(
             model=model,
-            args=build_sft_config(hp, plan, checkpoints, logging_dir, progress_bar=not quiet),
+            args=build_sft_config(
+                hp, plan, checkpoints, logging_dir, ranks.size, progress_bar=not quiet
+            ),
             train_dataset=datasets["train"],
             eval_dataset=datasets["validation"],
             processing_class=tokenizer,
@@ -174,7 +189,7 @@ def _make_trainer(
     trainer.add_callback(stop_on_non_finite())
     if quiet:
         trainer.remove_callback(PrinterCallback)
-        trainer.add_callback(progress_callback(hp.tokens_per_step()))
+        trainer.add_callback(progress_callback(hp.tokens_per_step() * ranks.size))
     return trainer
 
 
@@ -206,11 +221,17 @@ def _close_tensorboard(trainer: Any) -> None:
 
 
 def _check_converging(
-    history: list[dict[str, Any]], losses: dict[str, float], hp: HyperParameters, checkpoints: Path
+    history: list[dict[str, Any]],
+    losses: dict[str, float],
+    hp: HyperParameters,
+    checkpoints: Path,
+    ranks: Ranks,
 ) -> None:
-    """:func:`check_converging`, dropping the checkpoints of a diverged run."""
+    """:func:`check_converging`, dropping the checkpoints of a diverged run. Every rank sees the
+    same losses (the Trainer logs their mean), so every rank stops with the same line."""
     try:
         check_converging(history, losses, hp)
     except StepError:
-        release_checkpoint_folder(checkpoints)  # nothing worth resuming from
+        if ranks.main:
+            release_checkpoint_folder(checkpoints)  # nothing worth resuming from
         raise

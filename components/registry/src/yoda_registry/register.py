@@ -1,16 +1,20 @@
 """``yoda-register``: the fine-tuned adapter into Vertex AI Model Registry, once it passed the gate.
 
 Every registration is a new version of one model (``--display-name``; ``parent_model`` once it
-exists), labelled with the run and its score, with the evaluation attached as a model evaluation.
-It becomes the default version only when it beats the current default on the gate's metric
-(champion/challenger). The serving container is the pipeline's own inference image, by digest,
-with its ``yoda-serve`` entry point: the code that answers online is the code whose batch answers
-were scored. The step outputs the registered version as a ``google.VertexModel`` artifact.
+exists), labelled with the run and its score, with the evaluation attached as a model evaluation
+(:mod:`yoda_registry.model_evaluation`). It becomes the default version only when it beats the
+current default on the gate's metric (champion/challenger). A retried or rerun step uploads
+nothing twice: the version already registered from the same model artifact is reused, and only
+a missing evaluation is imported. The serving container is the pipeline's own inference image,
+by digest, with its ``yoda-serve`` entry point: the code that answers online is the code whose
+batch answers were scored. The step outputs the registered version as a ``google.VertexModel``
+artifact.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import logging
 import re
 from collections.abc import Mapping, Sequence
@@ -18,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from yoda_registry.model_evaluation import import_evaluation, version_description
 from yoda_step_io import Reported, StepError, add_executor_input_flag, run_cli, step_parser
 from yoda_step_io.contract import read_metrics
 from yoda_step_io.vertex import ENDPOINT_VARIABLE, init_vertex, is_local
@@ -47,6 +52,7 @@ class Registered:
     is_default: bool
     score: float
     replaced_score: float | None
+    reused: bool = False
 
     def api_uri(self, location: str) -> str:
         return f"https://{location}-aiplatform.googleapis.com/v1/{self.resource_name}"
@@ -78,6 +84,54 @@ def check_serving_image(image: str, endpoint: str | None) -> None:
         )
 
 
+def artifact_label(model_uri: str) -> str:
+    """The model artifact as a label value (a ``gs://`` URI is not one): its digest, 16 hex.
+
+    The key of idempotency, rather than the run: a retried task has the same artifact, and so has
+    a resubmitted run whose training came from the cache, under a new pipeline job id."""
+    return hashlib.sha256(model_uri.rstrip("/").encode()).hexdigest()[:16]
+
+
+def find_registered(parent: Any, model_uri: str) -> Any | None:
+    """The version of ``parent``'s model already registered from ``model_uri``, if any: the
+    label narrows the list on Vertex AI's side, the artifact URI confirms it. (A local folder is
+    staged anew by every upload, so only a ``gs://`` artifact, the pipeline's, is found again:
+    a folder's content may have changed since.)"""
+    versions = parent.api_client.list_model_versions(request={
+        "name": parent.resource_name,
+        "filter": f'labels.yoda_artifact="{artifact_label(model_uri)}"',
+    })  # fmt: skip
+    wanted = model_uri.rstrip("/")
+    return next((v for v in versions if v.artifact_uri.rstrip("/") == wanted), None)
+
+
+def reused(found: Any, score: float, current: float | None) -> Registered:
+    """A version registered earlier, as it stands now. The default it replaced is known only
+    when it is not the default itself (then ``current`` is the default's score)."""
+    is_default = "default" in found.version_aliases
+    name = f"{found.name.split('@')[0]}@{found.version_id}"
+    return Registered(name, str(found.version_id), is_default, score,
+                      None if is_default else current, reused=True)  # fmt: skip
+
+
+def _upload(aiplatform: Any, model_uri: str, parent: Any | None, serving_image: str,
+            **version: Any) -> Any:  # fmt: skip
+    """``Model.upload`` of the adapter with the pipeline's serving container; ``version``: the
+    display name, labels, description and whether it is the default."""
+    return aiplatform.Model.upload(
+        artifact_uri=model_uri,
+        serving_container_image_uri=serving_image,
+        serving_container_command=SERVING["command"],
+        serving_container_predict_route=SERVING["predict_route"],
+        serving_container_health_route=SERVING["health_route"],
+        serving_container_ports=[SERVING["port"]],
+        serving_container_environment_variables={"YODA_QUANTIZATION": "4bit"},
+        parent_model=parent.resource_name if parent else None,
+        sync=True,
+        **version,
+    )
+
+
 def register_model(
     model_uri: str,
     aggregates: Mapping[str, float],
@@ -91,10 +145,11 @@ def register_model(
     endpoint: str | None = None,
 ) -> Registered:
     """Upload the adapter as a new version, the default one if it beats the current default,
-    and attach the evaluation.
+    and attach the evaluation; a version already registered from ``model_uri`` is reused.
 
     Raises:
-        StepError: no score for ``metric``, or settings that cannot reach Vertex AI.
+        StepError: no score for ``metric``, settings that cannot reach Vertex AI, or an
+            evaluation import that failed (the version stays registered).
     """
     if f"{metric}_mean" not in aggregates:
         raise StepError(f"the evaluation has no {metric}_mean to register the model by")
@@ -104,9 +159,17 @@ def register_model(
     existing = aiplatform.Model.list(filter=f'display_name="{display_name}"')
     parent = existing[0] if existing else None
     current = score_from_labels(parent.labels or {}, metric) if parent else None
+    found = find_registered(parent, model_uri) if parent is not None else None
+    if parent is not None and found is not None:
+        registered = reused(found, score, current)
+        logger.info("%s is registered already, from %s (a retried or rerun step): not uploaded "
+                    "again", registered.resource_name, model_uri)  # fmt: skip
+        import_evaluation(parent.api_client, registered.resource_name, aggregates, run_name)
+        return registered
     is_default = becomes_default(score, current)
     labels = {
         "yoda_run": label_value(run_name),
+        "yoda_artifact": artifact_label(model_uri),
         "yoda_metric": label_value(metric),
         "yoda_score": str(round(score * SCORE_SCALE)),
         "yoda_echo_score": str(round(aggregates.get(f"echo_{metric}_mean", 0.0) * SCORE_SCALE)),
@@ -117,43 +180,13 @@ def register_model(
         "none" if current is None else f"{current:.4f}",
         "the new default" if is_default else "not the default",
     )  # fmt: skip
-    model = aiplatform.Model.upload(
-        display_name=display_name,
-        artifact_uri=model_uri,
-        serving_container_image_uri=serving_image,
-        serving_container_command=SERVING["command"],
-        serving_container_predict_route=SERVING["predict_route"],
-        serving_container_health_route=SERVING["health_route"],
-        serving_container_ports=[SERVING["port"]],
-        serving_container_environment_variables={"YODA_QUANTIZATION": "4bit"},
-        parent_model=parent.resource_name if parent else None,
-        is_default_version=is_default,
-        labels=labels,
-        version_description=f"run {run_name}: {metric} {score:.4f}",
-        sync=True,
-    )
-    attach_evaluation(model, aggregates, run_name)
+    description = version_description(aggregates, metric, run_name)
+    model = _upload(aiplatform, model_uri, parent, serving_image, display_name=display_name,
+                    is_default_version=is_default, labels=labels,
+                    version_description=description)  # fmt: skip
     resource = f"{model.resource_name}@{model.version_id}"
+    import_evaluation(model.api_client, resource, aggregates, run_name)
     return Registered(resource, str(model.version_id), is_default, score, current)
-
-
-def attach_evaluation(model: Any, aggregates: Mapping[str, float], run_name: str) -> None:
-    """The evaluation's aggregates as a model evaluation of the new version."""
-    from google.protobuf import struct_pb2
-
-    metrics = struct_pb2.Value()
-    metrics.struct_value.update({key: float(value) for key, value in aggregates.items()})
-    model.api_client.import_model_evaluation(
-        parent=f"{model.resource_name}@{model.version_id}",
-        model_evaluation={
-            "display_name": label_value(f"{run_name}-evaluation"),
-            "metrics_schema_uri": (
-                "gs://google-cloud-aiplatform/schema/modelevaluation/"
-                "general_text_generation_metrics_1.0.0.yaml"
-            ),
-            "metrics": metrics,
-        },
-    )
 
 
 #: Why an offline run's passing model is not registered.
@@ -198,6 +231,7 @@ def step(args: argparse.Namespace) -> Reported:
         "resourceName": registered.resource_name,
         "version_id": registered.version_id,
         "is_default_version": registered.is_default,
+        "reused": registered.reused,
         f"{args.metric}_mean": registered.score,
     }
     if registered.replaced_score is not None:

@@ -1,0 +1,224 @@
+"""Data-parallel fine-tuning: ``--accelerator-count N`` starts N ranks of this step with PyTorch's
+launcher (torch.distributed's elastic agent, what ``torchrun`` runs), each holding the base model
+on its own device while DDP averages the LoRA gradients; on a CPU, N gloo processes.
+
+Who writes what:
+- the launching process checks and marks the outputs, as a single process does, removes them if
+  any rank fails, and writes the ExecutorOutput;
+- rank 0 alone writes the adapter, the metrics, the TensorBoard files and the checkpoints (each
+  rank adds its RNG state to a checkpoint, as the Trainer does);
+- the other ranks only train.
+The ranks hand rank 0's result, and any rank's error line, back through a folder of the
+launcher's (:data:`EXCHANGE_VARIABLE`).
+
+The per-device batch stays as given: the effective batch is ``per_device_train_batch_size`` times
+N, an epoch takes N times fewer optimizer steps, and the learning rate is kept.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+from yoda_step_io import StepError
+
+logger = logging.getLogger(__name__)
+
+#: Set for the ranks by their launcher: the folder they report through, and its process id.
+EXCHANGE_VARIABLE = "YODA_RANK_EXCHANGE"
+LAUNCHER_VARIABLE = "YODA_RANK_LAUNCHER"
+RESULT_FILE = "result.json"
+#: How long a rank waits for the others at a collective. A rank that dies is seen by the
+#: launcher at once; one that hangs fails the step after this instead of holding the GPUs.
+COLLECTIVE_TIMEOUT = timedelta(minutes=10)
+
+
+@dataclass(frozen=True)
+class Ranks:
+    """This process's place among the ranks; the defaults: a single process."""
+
+    rank: int = 0
+    size: int = 1
+    local_rank: int = 0
+    exchange: Path | None = None  # the launcher's folder; None: not launched as a rank
+
+    @property
+    def main(self) -> bool:
+        """Whether this process writes the outputs (rank 0, or the single process)."""
+        return self.rank == 0
+
+
+#: A single process: the default of every step function that takes ranks.
+SINGLE = Ranks()
+
+
+def this_process(environ: Mapping[str, str] = os.environ) -> Ranks:
+    """The ranks as the launcher set them in the environment; a single process otherwise."""
+    exchange = environ.get(EXCHANGE_VARIABLE)
+    if not exchange:
+        return Ranks()
+    rank, size, local = (int(environ[name]) for name in ("RANK", "WORLD_SIZE", "LOCAL_RANK"))
+    return Ranks(rank, size, local, Path(exchange))
+
+
+def check_count(count: int, cuda_devices: int) -> None:
+    """Raises :class:`StepError` for a rank count this machine cannot run."""
+    if count < 1:
+        raise StepError(f"--accelerator-count {count}: give 1 or more (the ranks to train with)")
+    if cuda_devices and count > cuda_devices:
+        raise StepError(
+            f"--accelerator-count {count}: this machine has {cuda_devices} CUDA GPU(s); ask "
+            "for at most that many (on Vertex AI: set_accelerator_limit gives the task N GPUs)"
+        )
+
+
+def rank_argv(argv: Sequence[str]) -> list[str]:
+    """The launcher's flags for its ranks, less ``--executor-input`` (the launcher reports)."""
+    kept: list[str] = []
+    skip = False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg == "--executor-input":
+            skip = True
+        elif not arg.startswith("--executor-input="):
+            kept.append(arg)
+    return kept
+
+
+def launch(argv: Sequence[str], count: int, exchange: Path, *, cuda: bool) -> dict[str, Any]:
+    """Run ``count`` ranks of ``python -m yoda_fine_tuning argv`` on this machine and wait for
+    all of them; rank 0's result.
+
+    Raises:
+        StepError: the launcher is missing, or a rank failed: the first one, named, with its
+            error line or how it died (the launcher stops the others at once).
+    """
+    try:
+        from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
+        from torch.distributed.launcher.api import LaunchConfig, elastic_launch
+    except ImportError as error:
+        raise StepError(
+            f"PyTorch's launcher (torch.distributed) is missing here ({error}): install a torch "
+            "build with torch.distributed, or pass --accelerator-count 1"
+        ) from error
+    config = LaunchConfig(
+        min_nodes=1,
+        max_nodes=1,
+        nproc_per_node=count,
+        run_id=f"yoda-{uuid.uuid4().hex[:8]}",
+        rdzv_backend="c10d",
+        rdzv_endpoint="localhost:0",  # a free port: two runs on one machine do not collide
+        max_restarts=0,  # a failed rank fails the step; the task's retry resumes
+        monitor_interval=0.5,
+    )
+    environ = {EXCHANGE_VARIABLE: str(exchange), LAUNCHER_VARIABLE: str(os.getpid())}
+    if not cuda and "OMP_NUM_THREADS" not in os.environ:  # the CPU's cores, shared out
+        environ["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // count))
+    logger.info("starting %d ranks (%s)", count, "nccl" if cuda else "gloo, on the CPU")
+    os.environ.update(environ)  # the ranks inherit this process's environment
+    try:
+        elastic_launch(config, sys.executable)("-m", "yoda_fine_tuning", *rank_argv(argv))
+    except ChildFailedError as error:
+        failures = {rank: failure.exitcode for rank, failure in error.failures.items()}
+        rank = root_cause(failures, {rank: _said(exchange, rank) for rank in failures})
+        said = _said(exchange, rank)
+        raise StepError(
+            f"fine-tuning rank {rank} of {count} failed: "
+            f"{said[1] if said else _death(failures[rank])}"
+        ) from None
+    finally:
+        for name in environ:
+            os.environ.pop(name, None)
+    result: dict[str, Any] = json.loads((exchange / RESULT_FILE).read_text(encoding="utf-8"))
+    return result
+
+
+def root_cause(exitcodes: Mapping[int, int], said: Mapping[int, tuple[str, str] | None]) -> int:
+    """The rank whose failure the others' follow from, the lowest of: one killed from outside,
+    else one with an error line of the step's, else one that ended without a word, else one
+    that raised (a rank that loses its peer raises too), else one the launcher stopped."""
+    import signal
+
+    def order(rank: int) -> int:
+        code, words = exitcodes[rank], said.get(rank)
+        if words is not None:
+            return 1 if words[0] == "step" else 3
+        if code == -signal.SIGTERM:
+            return 4
+        return 0 if code < 0 else 2
+
+    return min(exitcodes, key=lambda rank: (order(rank), rank))
+
+
+def _death(exitcode: int) -> str:
+    if exitcode < 0:
+        import signal
+
+        return f"it was killed by {signal.Signals(-exitcode).name}"
+    return f"it exited with status {exitcode} (its log above says why)"
+
+
+def _said(exchange: Path, rank: int) -> tuple[str, str] | None:
+    """(``step`` or ``exception``, the line) a rank left, if any."""
+    path = exchange / f"rank-{rank}.error"
+    if not path.is_file():
+        return None
+    kind, _, line = path.read_text(encoding="utf-8").strip().partition(" ")
+    return kind, line
+
+
+def die_with_launcher(environ: Mapping[str, str] = os.environ) -> None:
+    """End this rank when its launcher ends. The launcher starts each rank in a session of its
+    own, so a killed launcher (the OOM killer, a cancelled task) would leave its ranks training
+    on, writing outputs and removing checkpoints under the retry's feet. On Linux the kernel
+    kills the rank (``PR_SET_PDEATHSIG``); a launcher already gone ends it here."""
+    launcher = environ.get(LAUNCHER_VARIABLE)
+    if launcher is None or not sys.platform.startswith("linux"):
+        return
+    import ctypes
+    import signal
+
+    pr_set_pdeathsig = 1
+    ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGKILL)
+    if os.getppid() != int(launcher):
+        os._exit(1)  # the launcher died before the request took hold
+
+
+def report_error(ranks: Ranks, error: BaseException) -> None:
+    """Leave this rank's error line for the launcher."""
+    if ranks.exchange is not None:
+        step = isinstance(error, StepError)
+        text = str(error) if step else f"{type(error).__name__}: {error}"
+        path = ranks.exchange / f"rank-{ranks.rank}.error"
+        kind = "step" if step else "exception"
+        path.write_text(f"{kind} {' '.join(text.split())}\n", encoding="utf-8")
+
+
+def report_result(ranks: Ranks, result: Mapping[str, Any]) -> None:
+    """Rank 0 hands the run's metadata to the launcher (the ExecutorOutput is the launcher's)."""
+    if ranks.exchange is not None and ranks.main:
+        (ranks.exchange / RESULT_FILE).write_text(json.dumps(result), encoding="utf-8")
+
+
+def join_ranks(ranks: Ranks, cuda: bool) -> None:
+    """Join the other ranks, with :data:`COLLECTIVE_TIMEOUT` (the Trainer would give gloo 30
+    minutes: transformers 4.46 passes ``ddp_timeout`` on to NCCL only). The Trainer keeps it."""
+    import torch
+    import torch.distributed as dist
+
+    if ranks.size == 1 or dist.is_initialized():
+        return
+    if cuda:
+        torch.cuda.set_device(ranks.local_rank)
+    backend = "nccl" if cuda else "gloo"
+    dist.init_process_group(backend=backend, timeout=COLLECTIVE_TIMEOUT)
+    logger.info("rank %d of %d joined (%s)", ranks.rank, ranks.size, backend)
