@@ -40,7 +40,8 @@ class VertexState:
     defaults: dict[str, str] = field(default_factory=dict)  # model id -> default version id
     # as imported, with the fake's own "model" and "version" keys
     evaluations: list[dict[str, Any]] = field(default_factory=list)
-    # statuses (400, 503) to answer the next evaluation imports with, then accept them again
+    # statuses (400, 503) to answer the next evaluation imports with, then accept them again;
+    # -503: import it, then answer 503 (the answer lost on its way back)
     import_failures: list[int] = field(default_factory=list)
     endpoints: dict[str, dict[str, Any]] = field(default_factory=dict)
     # deleted endpoints can still be read (the SDK reads them as it reports the deletion), as
@@ -96,11 +97,13 @@ def _import_evaluation(
     if (not isinstance(metrics, dict) or not metrics or not set(metrics) <= fields
             or not all(type(value) in (int, float) for value in metrics.values())):  # fmt: skip
         return _error(400, "Invalid Metrics Format")
-    if state.import_failures:
-        status = state.import_failures.pop(0)
+    status = state.import_failures.pop(0) if state.import_failures else 200
+    if status > 200:
         return _error(status, {400: "Invalid Metrics Format", 503: "unavailable"}[status])
     name = state.name("models", f"{model_id}/evaluations/{next(state.ids)}")
     state.evaluations.append({**evaluation, "name": name, "model": model_id, "version": version})
+    if status < 0:
+        return _error(-status, "unavailable")
     return 200, {**evaluation, "name": name}
 
 

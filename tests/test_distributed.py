@@ -21,6 +21,15 @@ from yoda_fine_tuning.cli import main
 
 pytestmark = pytest.mark.distributed
 
+#: CPU ranks, as the tolerance below is measured: a CUDA machine's GPUs are hidden from the steps.
+CPU_ONLY = {**os.environ, "CUDA_VISIBLE_DEVICES": ""}
+
+
+@pytest.fixture(autouse=True)
+def _cpu_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
+
+
 STEP = str(Path(sys.executable).with_name("yoda-fine-tuning"))
 #: 36 packed rows of the sample: at 4 rows a step, steps 1-8 see the same rows in one rank and
 #: in two (the launcher hands each rank alternate batches of one seeded sampler); the epoch's
@@ -47,7 +56,7 @@ def losses(metrics: Path) -> list[float]:
 
 
 def run(args: list[str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(args, capture_output=True, text=True, timeout=600, env={**os.environ})
+    return subprocess.run(args, capture_output=True, text=True, timeout=600, env=CPU_ONLY)
 
 
 def test_two_ranks_write_one_adapter_and_learn_as_one_rank_does(
@@ -90,13 +99,43 @@ def test_two_ranks_write_one_adapter_and_learn_as_one_rank_does(
     assert evaluated[-1] < evaluated[0], "the two ranks did not learn"
 
 
+def test_run_local_with_two_ranks_gives_one_adapter_and_the_one_rank_losses(
+    tmp_path: Path, tiny_model_dir: Path
+) -> None:
+    """`make run-local SET="accelerator_count=2"`: the same compiled pipeline, KFP's local runner,
+    the fine-tuning task on two gloo ranks; its losses are the 1-rank run's at the same
+    effective batch, and the run goes on through inference to the report."""
+    from yoda_pipeline.offline import run_local
+    from yoda_pipeline.settings import LOCAL_IMAGE_LOCK, PipelineSettings
+
+    common = {"image_lock": LOCAL_IMAGE_LOCK, "tiny_model_dir": tiny_model_dir, "max_steps": 8,
+              "logging_steps": 1, "lora_dropout": 0.0}  # fmt: skip
+    runs = {}
+    for ranks in (1, 2):
+        settings = PipelineSettings(**common, local_runs_dir=tmp_path / str(ranks),
+                                    accelerator_count=ranks,
+                                    per_device_train_batch_size=4 // ranks)  # fmt: skip
+        runs[ranks] = run_local(settings)
+    tuned = {
+        ranks: next(run.glob("outputs/*/fine-tuning-component")) for ranks, run in runs.items()
+    }
+    single, double = losses(tuned[1] / "metrics"), losses(tuned[2] / "metrics")
+    assert max(abs(a - b) for a, b in zip(single, double, strict=True)) < TOLERANCE
+    assert json.loads((tuned[2] / "metrics" / "metrics.json").read_text())["world_size"] == 2
+    assert sorted(p.name for p in (tuned[2] / "model").iterdir()) == sorted(
+        p.name for p in (tuned[1] / "model").iterdir())  # fmt: skip
+    assert next(runs[2].glob("outputs/*/report-component/html")).is_file()
+
+
 def test_a_killed_two_rank_run_resumes(
     tmp_path: Path, tiny_model_dir: Path, sample_train_jsonl: Path
 ) -> None:
     args = command(tmp_path, tiny_model_dir, sample_train_jsonl, "--accelerator-count", "2",
                    "--per-device-train-batch-size", "2", "--max-steps", "24")  # fmt: skip
     folder = checkpoint_folder_for(tmp_path / "model", None)
-    first = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    first = subprocess.Popen(
+        args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=CPU_ONLY
+    )
     _wait_for(lambda: last_complete_checkpoint(folder) is not None, first, "a checkpoint")
     ranks = [_rank_pid(first.pid, rank) for rank in (0, 1)]
     first.send_signal(signal.SIGKILL)  # the launcher is killed: its ranks must not train on
@@ -123,7 +162,7 @@ def test_a_rank_that_dies_fails_the_step_with_one_line(
     args = command(tmp_path, tiny_model_dir, sample_train_jsonl, "--accelerator-count", "2",
                    "--max-steps", "400", "--per-device-train-batch-size", "2")  # fmt: skip
     launcher = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                                text=True)  # fmt: skip
+                                text=True, env=CPU_ONLY)  # fmt: skip
     folder = checkpoint_folder_for(tmp_path / "model", None)
     _wait_for(lambda: last_complete_checkpoint(folder) is not None, launcher, "a checkpoint")
     os.kill(_rank_pid(launcher.pid, 1), signal.SIGKILL)

@@ -199,6 +199,19 @@ def test_a_transient_import_failure_is_retried_within_the_step(
     assert len(state.evaluations) == 1 and metadata["reused"] is False
 
 
+def test_an_import_whose_answer_is_lost_is_not_imported_twice(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The import is stored, but its answer is a 503: the retry finds it and imports nothing."""
+    with fake_vertex() as (api, state):
+        monkeypatch.setenv(ENDPOINT_VARIABLE, api.url)
+        state.import_failures.append(-503)
+        run_register_step(tmp_path)
+    assert [r.path.rsplit("/", 1)[-1] for r in api.requests if r.method == "POST"] == [
+        "models:upload", "evaluations:import"]  # fmt: skip
+    assert len(state.evaluations) == 1
+
+
 def test_the_stand_in_refuses_metrics_outside_the_schema() -> None:
     """The schema check is live: the project's own names, as sent before, are refused."""
     from google.api_core.exceptions import BadRequest

@@ -214,11 +214,15 @@ def test_a_bad_or_missing_content_length_is_refused_in_one_line(
 
 def test_stalled_clients_are_let_go_after_the_read_timeout(server: str) -> None:
     address = (urlsplit(server).hostname, urlsplit(server).port)
-    stalled = [socket.create_connection(address, timeout=10) for _ in range(7)]
+    # each sends at once on connecting: a client busy elsewhere for a second would be a stalled
+    # client itself (the server lets go of one whose headers take longer than the read timeout)
+    sends = [b"POST /v1/predict HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n"] * 5
+    sends += [b"POST /v1/pre", b""]  # half a request line; the last one sends nothing
+    stalled = []
+    for data in sends:  # headers, then none of the 100 bytes they announce
+        stalled.append(socket.create_connection(address, timeout=10))
+        stalled[-1].sendall(data)
     try:
-        for sock in stalled[:5]:  # headers, then none of the 100 bytes they announce
-            sock.sendall(b"POST /v1/predict HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n")
-        stalled[5].sendall(b"POST /v1/pre")  # half a request line; the last one sends nothing
         status, _, seconds = timed_call(f"{server}/health")
         assert status == 200 and seconds < 2
         body = json.dumps({"instances": [{"text": SENTENCES[0]}]}).encode()

@@ -177,3 +177,14 @@ def test_cli_submit_error_is_one_line_naming_the_variable(
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error: YODA_PROJECT_ID='' is not a project id")
     assert "YODA_BUCKET" in err[0] and "YODA_REGION" not in err[0]
+
+
+def test_the_price_per_hour_is_said_before_a_run() -> None:
+    from yoda_pipeline.prices import run_price_line
+
+    line = run_price_line(PipelineSettings(accelerator_count=2))
+    assert "fine-tuning on 2 x NVIDIA_TESLA_T4, about 1.46 USD/hour" in line
+    assert "inference on 1 x NVIDIA_TESLA_T4, about 1.11 USD/hour" in line
+    assert "no price on record" in run_price_line(
+        PipelineSettings(accelerator_type="NVIDIA_H100_80GB")
+    )

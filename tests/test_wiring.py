@@ -30,7 +30,8 @@ INPUT_PARAMETER = re.compile(r"^\{\{\$\.inputs\.parameters\['(\w+)'\]\}\}$")
 @pytest.fixture(scope="module")
 def spec(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     output = tmp_path_factory.mktemp("wiring") / "pipeline.yaml"
-    compile_pipeline(PipelineSettings(image_lock=LOCAL_IMAGE_LOCK), output)
+    # the defaults, whatever a developer's .env says
+    compile_pipeline(PipelineSettings(image_lock=LOCAL_IMAGE_LOCK, _env_file=None), output)
     loaded: dict[str, Any] = yaml.safe_load(output.read_text(encoding="utf-8"))
     return loaded
 

@@ -86,13 +86,15 @@ GPU_COUNTS: dict[str, tuple[int, ...]] = {
 }
 
 
-def gpu_count_problem(gpu: str, count: object) -> str | None:
-    """Why one machine cannot take ``count`` GPUs of type ``gpu`` (None: it can)."""
+def gpu_count_problem(gpu: str, count: int) -> str | None:
+    """Why one Vertex AI machine cannot take ``count`` GPUs of type ``gpu`` (None: it can). On
+    this machine the count is only the number of CPU ranks: any is fine there."""
     counts = GPU_COUNTS.get(gpu)
-    if counts is None or not isinstance(count, int) or count in counts:
+    if counts is None or count in counts:
         return None
     takes = ", ".join(map(str, counts))
     return (
-        f"a machine takes {takes} of them, not YODA_ACCELERATOR_COUNT={count} (--set "
-        "accelerator_count=): pick one of those, or another GPU type (docs/scaling.md)"
+        f"YODA_ACCELERATOR_COUNT={count} (--set accelerator_count=): one machine takes {takes} "
+        f"of YODA_ACCELERATOR_TYPE={gpu}: pick one of those counts, or another GPU type "
+        "(docs/scaling.md)"
     )

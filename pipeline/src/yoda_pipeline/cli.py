@@ -37,6 +37,7 @@ from yoda_pipeline.cloud import submit_command
 from yoda_pipeline.compile_command import add_compile_flags, compile_command
 from yoda_pipeline.gcp_check import add_check_flags, check_gcp_command
 from yoda_pipeline.local_commands import (
+    RUN_FLAGS,
     add_run_docker_flags,
     add_run_local_flags,
     run_docker_command,
@@ -144,10 +145,7 @@ BY_NAME = {command.name: command for command in COMMANDS}
 #: The flags that override a setting: flag attribute -> setting.
 SETTING_FLAGS = {
     "image_lock": "image_lock",
-    "raw_data_uri": "raw_data_uri",
-    "target_column": "target_column",
-    "test_fraction": "test_fraction",
-    "split_seed": "split_seed",
+    **{name: name for name in RUN_FLAGS},
     "runs_dir": "local_runs_dir",
 }
 

@@ -7,6 +7,7 @@ import argparse
 import re
 from pathlib import Path
 
+from yoda_pipeline.checks import gpu_count_problem
 from yoda_pipeline.images import ImageLockError, load_image_lock, loopback_images
 from yoda_pipeline.settings import SMOLLM2, PipelineSettings
 from yoda_step_io.vocabulary import BASE_MODEL_FORMS, is_gs_uri, is_hub_id, is_local_path
@@ -114,6 +115,9 @@ def endpoint_problems(settings: PipelineSettings) -> list[str]:
 def cloud_problems(settings: PipelineSettings) -> list[str]:
     """Everything that would make a Vertex AI submission fail, each naming its variable."""
     problems = place_problems(settings)
+    gpus = gpu_count_problem(settings.accelerator_type, settings.accelerator_count)
+    if gpus:
+        problems.append(gpus)
     if not _PIPELINE_NAME.match(settings.pipeline_name):
         problems.append(
             f"YODA_PIPELINE_NAME={settings.pipeline_name!r} is not a Vertex AI pipeline name: "
@@ -204,6 +208,9 @@ def pipeline_root(settings: PipelineSettings) -> str:
 def submit_command(args: argparse.Namespace, settings: PipelineSettings) -> None:
     """submit (:mod:`yoda_pipeline.submit`, which imports kfp and the Vertex AI client): the
     run's console URL."""
+    from yoda_pipeline.prices import run_price_line
     from yoda_pipeline.submit import submit_pipeline
 
+    validate_for_cloud(settings)  # before the price: a refused run costs nothing
+    print(run_price_line(settings))
     print(f"Submitted: {submit_pipeline(settings, args.output)}")

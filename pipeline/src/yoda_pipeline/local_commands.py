@@ -8,15 +8,17 @@ import argparse
 from pathlib import Path
 
 from yoda_pipeline.settings import DOCKER_IMAGE_LOCK, LOCAL_IMAGE_LOCK, PipelineSettings
+from yoda_pipeline.signatures import add_parameter_flag
 from yoda_step_io import StepError
+
+#: The parameters with a flag of their own on the local runs (any other: ``--set name=``).
+RUN_FLAGS = ("raw_data_uri", "target_column", "test_fraction", "split_seed")
 
 
 def _add_run_flags(parser: argparse.ArgumentParser, image_lock: Path) -> None:
     parser.add_argument("--image-lock", type=Path, default=image_lock)
-    parser.add_argument("--raw-data-uri", help="raw CSV (default: the embedded sample)")
-    parser.add_argument("--target-column", choices=["translation_extra", "translation"])
-    parser.add_argument("--test-fraction", type=float)
-    parser.add_argument("--split-seed", type=int)
+    for name in RUN_FLAGS:
+        add_parameter_flag(parser, name)
     parser.add_argument("--runs-dir", type=Path, help="parent of the per-run folders")
 
 

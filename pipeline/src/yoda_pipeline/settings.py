@@ -14,7 +14,7 @@ from typing import Any, ClassVar
 from pydantic import Field, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import SettingsConfigDict
 
-from yoda_pipeline.checks import allowed, gpu_count_problem
+from yoda_pipeline.checks import allowed
 from yoda_pipeline.parameters import PARAMETERS, PipelineParameters
 from yoda_step_io.vocabulary import BASE_MODEL_FORMS, GPU_TYPES, is_local_path
 
@@ -103,11 +103,6 @@ class PipelineSettings(PipelineParameters):
     @classmethod
     def _setting_allowed(cls, value: Any, info: ValidationInfo) -> Any:
         return allowed(CHECKS[str(info.field_name)](value), value)
-
-    @field_validator("accelerator_type")
-    @classmethod
-    def _takes_the_gpus(cls, value: str, info: ValidationInfo) -> Any:
-        return allowed(gpu_count_problem(value, info.data.get("accelerator_count")), value)
 
 
 def variable(name: str, value: object) -> str:

@@ -32,6 +32,20 @@ def kfp_type(name: str) -> type:
     return typing.cast(type, annotation)
 
 
+def add_parameter_flag(parser: Any, name: str) -> None:
+    """``--name-with-dashes`` for the parameter ``name``: its type, choices and help from the
+    table, no default (unset: the settings decide)."""
+    field = PipelineParameters.model_fields[name]
+    choices = (
+        typing.get_args(field.annotation)
+        if typing.get_origin(field.annotation) is Literal
+        else None
+    )
+    parser.add_argument(
+        f"--{name.replace('_', '-')}", type=kfp_type(name), choices=choices, help=field.description
+    )
+
+
 def kfp_function(
     name: str,
     doc: str,

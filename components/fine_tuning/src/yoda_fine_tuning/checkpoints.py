@@ -64,20 +64,23 @@ def release_checkpoint_folder(folder: Path) -> None:
         logger.warning("left %s in place: it has no %s mark", folder, CHECKPOINT_MARK)
 
 
-def last_complete_checkpoint(folder: Path) -> str | None:
+def last_complete_checkpoint(folder: Path, world_size: int = 1) -> str | None:
     """The newest ``checkpoint-N`` that was written to the end, to resume from.
 
     The Trainer writes ``trainer_state.json`` last: a task killed while saving (a preempted GPU)
     leaves a newer folder without it, which transformers' own ``get_last_checkpoint`` would pick
-    and fail to load.
+    and fail to load. With several ranks, rank 0 writes it while the others may still be writing
+    their RNG state (``rng_state_R.pth``): a checkpoint lacking one is not complete either.
     """
     if not folder.is_dir():
         return None
+    rng_states = [f"rng_state_{rank}.pth" for rank in range(world_size)] if world_size > 1 else []
     steps = [
         (int(path.name.removeprefix("checkpoint-")), path)
         for path in folder.glob("checkpoint-*")
         if path.name.removeprefix("checkpoint-").isdigit()
         and (path / "trainer_state.json").is_file()
+        and all((path / name).is_file() for name in rng_states)
     ]
     return str(max(steps)[1]) if steps else None
 

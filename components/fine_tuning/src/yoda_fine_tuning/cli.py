@@ -144,6 +144,7 @@ def launch_ranks(args: argparse.Namespace, argv: Sequence[str], hp: HyperParamet
     process's: marked here, written by rank 0, removed here if any rank fails."""
     from yoda_fine_tuning.plan import plan_run
     from yoda_step_io.libraries import device_support
+    from yoda_step_io.models import resolve_model
 
     hp.validate()
     cuda, bf16 = device_support()
@@ -163,6 +164,7 @@ def launch_ranks(args: argparse.Namespace, argv: Sequence[str], hp: HyperParamet
         (args.model_output, args.metrics_output),
         local_inputs(args.train_dataset, args.base_model),
     )
+    resolve_model(args.base_model)  # a gs:// base downloaded once here, not by every rank at once
     with outputs_in_place(*outputs, inputs=sources), tempfile.TemporaryDirectory() as exchange:
         return distributed.launch(argv, count, Path(exchange), cuda=cuda)
 

@@ -103,7 +103,9 @@ def launch(argv: Sequence[str], count: int, exchange: Path, *, cuda: bool) -> di
             error line or how it died (the launcher stops the others at once).
     """
     try:
+        from torch.distributed.elastic.multiprocessing.api import SignalException
         from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
+        from torch.distributed.elastic.rendezvous.api import RendezvousError
         from torch.distributed.launcher.api import LaunchConfig, elastic_launch
     except ImportError as error:
         raise StepError(
@@ -135,6 +137,13 @@ def launch(argv: Sequence[str], count: int, exchange: Path, *, cuda: bool) -> di
             f"fine-tuning rank {rank} of {count} failed: "
             f"{said[1] if said else _death(failures[rank])}"
         ) from None
+    except SignalException as error:  # the task cancelled or preempted: the ranks are stopped
+        raise StepError(
+            f"fine-tuning stopped by {error.sigval.name}, its {count} ranks with it: a retry "
+            "resumes from the last checkpoint"
+        ) from None
+    except RendezvousError as error:
+        raise StepError(f"the {count} ranks could not meet ({error})") from None
     finally:
         for name in environ:
             os.environ.pop(name, None)

@@ -41,8 +41,9 @@ def run_metrics(
         ranks = {
             "world_size": float(world_size),
             "effective_batch_size": float(hp.per_device_train_batch_size * world_size),
-            "tokens_per_second": samples_per_second * hp.max_seq_length,
         }
+        if hp.packing:  # every row max_seq_length tokens; unpacked rows are shorter
+            ranks["tokens_per_second"] = samples_per_second * hp.max_seq_length
     return {
         **losses,
         "train_runtime_s": float(train_output.metrics["train_runtime"]),

@@ -74,6 +74,7 @@ def fine_tune(
     hp.validate()  # before importing torch and friends: a bad value fails in a blink
     plan, quiet = _set_up(hp)
     join_ranks(ranks, plan.use_cuda)
+    _check_gpus(plan, ranks)
     source = resolve_model(base_model)  # gs:// -> the /gcs mount or a local copy
     check_base_model(source)
     datasets = split_validation(read_conversations(train_path), hp)
@@ -127,6 +128,18 @@ def _set_up(hp: HyperParameters) -> tuple[RunPlan, bool]:
     # the Trainer seeds them: seed them first, or no two runs are alike.
     set_seed(hp.seed)
     return plan, quiet
+
+
+def _check_gpus(plan: RunPlan, ranks: Ranks) -> None:
+    """Say so where GPUs would sit idle: the task got more than it has ranks for."""
+    import torch
+
+    gpus = torch.cuda.device_count() if plan.use_cuda else 0
+    if ranks.main and gpus > ranks.size:
+        logger.warning(
+            "%d GPUs here, training on %d: set accelerator_count to %d to use them all, or "
+            "compile for fewer GPUs", gpus, ranks.size, gpus,
+        )  # fmt: skip
 
 
 def _base_revision(base_model: str, model: Any) -> str:
@@ -196,7 +209,7 @@ def _make_trainer(
 def _train(trainer: Any, checkpoints: Path) -> tuple[Any, dict[str, float]]:
     """Train (on from the last complete checkpoint, if any), then validate; the train output
     and the final losses."""
-    resume = last_complete_checkpoint(checkpoints)
+    resume = last_complete_checkpoint(checkpoints, trainer.args.world_size)
     if resume:
         logger.info("resuming from checkpoint %s", resume)
     with timed("training"), weights_only_resume():

@@ -27,6 +27,7 @@ description.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Mapping
 from typing import Any
 
@@ -95,8 +96,6 @@ def _reason(error: Exception) -> str:
     """An API error in a few words: its status and message, without the request's URL."""
     from google.api_core import exceptions
 
-    if isinstance(error, exceptions.RetryError) and error.cause is not None:
-        return f"still failing after {IMPORT_RETRY_SECONDS:.0f} s: {_reason(error.cause)}"
     if isinstance(error, exceptions.GoogleAPICallError):
         return f"{error.code} {error.message.rsplit(': ', 1)[-1]}"
     return str(error)
@@ -111,12 +110,12 @@ def import_evaluation(
     Raises:
         StepError: the import failed; the version stays registered, and a rerun imports it.
     """
-    from google.api_core import exceptions, retry
+    from google.api_core import exceptions
 
-    existing = list(client.list_model_evaluations(parent=version_name))
+    existing = _existing_evaluation(client, version_name)
     if existing:
-        logger.info("%s has its evaluation already: %s", version_name, existing[0].name)
-        return str(existing[0].name)
+        logger.info("%s has its evaluation already: %s", version_name, existing)
+        return existing
     if not schema_metrics(aggregates):
         logger.warning(
             "no evaluation imported into %s: the evaluation scored none of %s (%s), the "
@@ -124,17 +123,41 @@ def import_evaluation(
             version_name, ", ".join(SCHEMA_METRICS.values()), ", ".join(SCHEMA_METRICS),
         )  # fmt: skip
         return None
-    transient = retry.Retry(predicate=retry.if_transient_error, timeout=IMPORT_RETRY_SECONDS)
     try:
-        imported = client.import_model_evaluation(
-            parent=version_name,
-            model_evaluation=evaluation_request(aggregates, run_name),
-            retry=transient,
-        )
+        imported = _import_once(client, version_name, evaluation_request(aggregates, run_name))
     except exceptions.GoogleAPIError as error:
         raise StepError(
             f"{version_name} is registered without its evaluation, the import failed "
             f"({_reason(error)}): a rerun of this step imports it, without uploading again"
         ) from error
-    logger.info("imported the evaluation into %s: %s", version_name, imported.name)
-    return str(imported.name)
+    logger.info("imported the evaluation into %s: %s", version_name, imported)
+    return imported
+
+
+def _existing_evaluation(client: Any, version_name: str) -> str | None:
+    existing = list(client.list_model_evaluations(parent=version_name))
+    return str(existing[0].name) if existing else None
+
+
+def _import_once(client: Any, version_name: str, request: dict[str, Any]) -> str:
+    """Import, retrying a transient error (429, 500, 503) for :data:`IMPORT_RETRY_SECONDS`; an
+    import is not idempotent, so before each retry the version is looked at again: an attempt
+    that failed on the way back may have imported it."""
+    from google.api_core import exceptions, retry
+
+    deadline, pause = time.monotonic() + IMPORT_RETRY_SECONDS, 1.0
+    while True:
+        try:
+            imported = client.import_model_evaluation(
+                parent=version_name, model_evaluation=request, retry=None
+            )
+            return str(imported.name)
+        except exceptions.GoogleAPICallError as error:
+            if not retry.if_transient_error(error) or time.monotonic() + pause > deadline:
+                raise
+            logger.warning("importing the evaluation: %s; again in %.0f s", _reason(error), pause)
+        time.sleep(pause)
+        pause = min(pause * 2, 10.0)
+        found = _existing_evaluation(client, version_name)
+        if found:
+            return found
