@@ -177,6 +177,28 @@ def test_a_rank_that_dies_fails_the_step_with_one_line(
         "the outputs are removed; the checkpoints stay for the retry")  # fmt: skip
 
 
+def test_a_stopped_launcher_says_so_in_one_line_and_keeps_the_checkpoints(
+    tmp_path: Path, tiny_model_dir: Path, sample_train_jsonl: Path
+) -> None:
+    """SIGTERM (Vertex AI cancels or preempts the task): the ranks stop with their launcher, one
+    line, no outputs; the checkpoints stay for the retry."""
+    args = command(tmp_path, tiny_model_dir, sample_train_jsonl, "--accelerator-count", "2",
+                   "--max-steps", "400", "--per-device-train-batch-size", "2")  # fmt: skip
+    launcher = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                text=True, env=CPU_ONLY)  # fmt: skip
+    folder = checkpoint_folder_for(tmp_path / "model", None)
+    _wait_for(lambda: last_complete_checkpoint(folder, 2) is not None, launcher, "a checkpoint")
+    ranks = [_rank_pid(launcher.pid, rank) for rank in (0, 1)]
+    launcher.send_signal(signal.SIGTERM)
+    _, stderr = launcher.communicate(timeout=120)
+    assert launcher.returncode == 2
+    assert stderr.strip().splitlines()[-1] == (
+        "error: fine-tuning stopped by SIGTERM, its 2 ranks with it: a retry resumes from the "
+        "last checkpoint")  # fmt: skip
+    assert not any(Path(f"/proc/{pid}").exists() for pid in ranks)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [folder.name]
+
+
 def test_a_diverged_two_rank_run_stops_every_rank_with_one_line(
     tmp_path: Path, tiny_model_dir: Path, sample_train_jsonl: Path
 ) -> None:
