@@ -188,3 +188,19 @@ def test_the_price_per_hour_is_said_before_a_run() -> None:
     assert "no price on record" in run_price_line(
         PipelineSettings(accelerator_type="NVIDIA_H100_80GB")
     )
+
+
+def test_the_documented_prices_are_the_ones_said_before_a_run() -> None:
+    """docs/scaling.md and the README show the prices the submission says (prices.py)."""
+    from yoda_pipeline.prices import USD_PER_HOUR
+
+    root = Path(__file__).resolve().parents[1]
+    scaling = (root / "docs" / "scaling.md").read_text(encoding="utf-8")
+    readme = (root / "README.md").read_text(encoding="utf-8")
+    short = {"NVIDIA_TESLA_T4": "T4", "NVIDIA_L4": "L4"}
+    for (gpu, count), usd in USD_PER_HOUR.items():
+        row = re.search(rf"^\| {count} {short[gpu]} \|.*= ([\d.]+) \|$", scaling, re.MULTILINE)
+        assert row is not None and float(row.group(1)) == usd, (gpu, count)
+        (line,) = [text for text in readme.splitlines() if text.startswith(f"| {short[gpu]} on")]
+        cells = [cell.strip() for cell in line.strip("|").split("|")]
+        assert cells[[1, 2, 4, 8].index(count) + 1] == f"{usd:.2f} USD", (gpu, count)

@@ -30,8 +30,9 @@ def allowed(problem: str | None, value: Any) -> Any:
 REGISTRY_NAME = re.compile(r"^[A-Za-z0-9_-]{1,100}$")
 
 
-def _metric_problem(value: str) -> str | None:
-    return None if value in METRIC_NAMES else f"expected one of: {', '.join(METRIC_NAMES)}"
+def one_of(allowed: tuple[str, ...], what: str) -> Callable[[str], str | None]:
+    """A check that ``value`` is among ``allowed``: "expected <what>: a, b, …" when not."""
+    return lambda value: None if value in allowed else f"expected {what}: {', '.join(allowed)}"
 
 
 #: parameter -> why its value is refused (None: allowed); the pydantic types check the rest.
@@ -41,7 +42,7 @@ CHECKS: dict[str, Callable[[Any], str | None]] = {
     "max_steps": lambda v: None if v == -1 or v > 0 else "expected -1 (use the epochs) or > 0",
     "checkpoint_dir": lambda v: uri_problem(v, CHECKPOINT_SCHEMES),
     "evaluation_metrics": metric_names_problem,
-    "gate_metric": _metric_problem,
+    "gate_metric": one_of(METRIC_NAMES, "one of"),
     "registry_model_name": lambda v: (
         None if REGISTRY_NAME.match(v) else "expected letters, digits, _ and -, at most 100"
     ),

@@ -25,7 +25,7 @@ from yoda_step_io.contract import (
     MissingMetricsError,
     read_metrics,
 )
-from yoda_step_io.gcs import split_gs_uri, storage_client
+from yoda_step_io.gcs import read_location
 from yoda_step_io.scores import format_headline
 
 EVALUATION_TASK = "evaluation-component"
@@ -55,17 +55,11 @@ def read_text(location: str) -> str:
     Raises:
         StepError: no such file, bucket or object.
     """
-    if location.startswith("gs://"):
-        from google.api_core import exceptions
-
-        bucket, key = split_gs_uri(location)
-        try:
-            return str(storage_client().bucket(bucket).blob(key).download_as_text(encoding="utf-8"))
-        except exceptions.NotFound as error:
-            raise StepError(f"cannot read {location}: no such bucket or object") from error
     try:
-        return Path(location).read_text(encoding="utf-8")
+        return read_location(location).decode("utf-8")
     except FileNotFoundError as error:
+        if location.startswith("gs://"):
+            raise StepError(f"cannot read {location}: no such bucket or object") from error
         raise StepError(f"{location} does not exist") from error
 
 

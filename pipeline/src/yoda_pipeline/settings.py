@@ -14,7 +14,7 @@ from typing import Any, ClassVar
 from pydantic import Field, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import SettingsConfigDict
 
-from yoda_pipeline.checks import allowed
+from yoda_pipeline.checks import allowed, one_of
 from yoda_pipeline.parameters import PARAMETERS, PipelineParameters
 from yoda_step_io.vocabulary import BASE_MODEL_FORMS, GPU_TYPES, is_local_path
 
@@ -48,13 +48,9 @@ def _nonzero(value: str) -> bool:
     return any(digit in "123456789" for digit in value.rstrip("EPTGMKim"))
 
 
-def _one_of(allowed: tuple[str, ...], what: str) -> Callable[[str], str | None]:
-    return lambda value: None if value in allowed else f"expected {what}: {', '.join(allowed)}"
-
-
 #: setting -> why its value is refused (None: allowed); the parameters' own are in their table.
 CHECKS: dict[str, Callable[[Any], str | None]] = {
-    "accelerator_type": _one_of(GPU_TYPES, "a Vertex AI GPU"),
+    "accelerator_type": one_of(GPU_TYPES, "a Vertex AI GPU"),
     "cpu_limit": lambda v: (
         None if _CPU.match(v) and _nonzero(v) else "expected a CPU count like 16, 8.5 or 500m"
     ),

@@ -11,7 +11,7 @@ import json
 from pathlib import Path
 
 from yoda_step_io.cli import StepError
-from yoda_step_io.gcs import split_gs_uri, storage_client
+from yoda_step_io.gcs import read_location
 
 #: The predictions CSVs (fine-tuned and base model): exactly these columns, in this order.
 PREDICTION_COLUMNS = ("user_input", "reference", "extracted_response")
@@ -58,16 +58,8 @@ def _shown(value: object) -> str:
 
 
 def _read_bytes(path: str) -> bytes:
-    if path.startswith("gs://"):
-        from google.api_core import exceptions
-
-        bucket, key = split_gs_uri(path)
-        try:
-            return bytes(storage_client().bucket(bucket).blob(key).download_as_bytes())
-        except exceptions.NotFound as error:
-            raise MissingMetricsError(_problem(path, "does not exist")) from error
     try:
-        return Path(path).read_bytes()
+        return read_location(path)
     except FileNotFoundError as error:
         raise MissingMetricsError(_problem(path, "does not exist")) from error
     except OSError as error:

@@ -35,6 +35,24 @@ def split_gs_uri(uri: str) -> tuple[str, str]:
     return bucket, key
 
 
+def read_location(location: str) -> bytes:
+    """The bytes of a local file or a ``gs://`` object.
+
+    Raises:
+        FileNotFoundError: no such file, bucket or object.
+        OSError: a local file that cannot be read.
+    """
+    if not location.startswith("gs://"):
+        return Path(location).read_bytes()
+    from google.api_core import exceptions
+
+    bucket, key = split_gs_uri(location)
+    try:
+        return bytes(storage_client().bucket(bucket).blob(key).download_as_bytes())
+    except exceptions.NotFound as error:
+        raise FileNotFoundError(location) from error
+
+
 def storage_client() -> StorageClient:
     """A storage client: anonymous against an emulator, default credentials otherwise."""
     from google.auth.exceptions import DefaultCredentialsError
