@@ -20,14 +20,26 @@ TARGET_COLUMN ?=
 TEST_FRACTION ?=
 SPLIT_SEED ?=
 SET ?=
-RUN_FLAGS = $(if $(RAW_DATA),--raw-data-uri "$(RAW_DATA)") \
-	$(if $(TARGET_COLUMN),--target-column $(TARGET_COLUMN)) \
-	$(if $(TEST_FRACTION),--test-fraction $(TEST_FRACTION)) \
-	$(if $(SPLIT_SEED),--split-seed $(SPLIT_SEED)) \
-	$(if $(BASE_MODEL),--set "base_model=$(BASE_MODEL)") \
-	$(foreach pair,$(SET),--set "$(pair)")
 # `make tensorboard RUN=gs://bucket/…/fine-tuning-component_…/metrics` (default: the latest local run)
 RUN ?=
+# `make predict TEXT="The Force is strong with you."` (MODEL: gs://…/model or a local directory;
+# default: the newest local run that has a model)
+MODEL ?=
+TEXT ?= The Force is strong with you.
+# `make report RUN=gs://bucket/…/evaluation-component_…/evaluation_results BY=bleu` (default: latest local run)
+BY ?= rouge_l
+
+# What you pass (SET, RAW_DATA, TEXT, …) reaches the programs through the environment, verbatim:
+# neither make nor the shell expands it, so `…`, $$(…), quotes and spaces stay text.
+USER_VALUES = BASE_MODEL RAW_DATA TARGET_COLUMN TEST_FRACTION SPLIT_SEED SET RUN MODEL TEXT BY
+$(foreach name,$(USER_VALUES),$(eval export YODA_MAKE_$(name) := $$(value $(name))))
+unexport $(USER_VALUES)
+# "$$YODA_MAKE_X" in a recipe: the value of X as one word; $(call given,X,--flag): the flag and
+# that word, where X is set.
+given = $(if $(value $(1)),$(2) "$$YODA_MAKE_$(1)")
+RUN_FLAGS = $(call given,RAW_DATA,--raw-data-uri) $(call given,TARGET_COLUMN,--target-column) \
+	$(call given,TEST_FRACTION,--test-fraction) $(call given,SPLIT_SEED,--split-seed) \
+	$(if $(value BASE_MODEL),--set "base_model=$$YODA_MAKE_BASE_MODEL") --sets "$$YODA_MAKE_SET"
 
 # Cloud targets (images, Cloud Build, submission) live in cloud.mk.
 -include cloud.mk
@@ -88,7 +100,7 @@ run-local: install ## Compile and run the pipeline offline (KFP local runner); R
 .PHONY: submit
 submit: install ## Check the cloud settings, compile with the image lock, submit to Vertex AI (SET=… overrides)
 	$(UV) run --frozen yoda-pipeline submit --image-lock $(IMAGE_LOCK) --output $(PIPELINE_YAML) \
-		$(foreach pair,$(SET),--set "$(pair)")
+		--sets "$$YODA_MAKE_SET"
 
 .PHONY: check-gcp
 check-gcp: install ## Check the Google Cloud set-up: APIs, bucket, Artifact Registry, GPU quota
@@ -111,14 +123,9 @@ bench-serve: install ## A bounded load test of yoda-serve on 127.0.0.1 (200 requ
 bench-gpu: install ## Fine-tuning recipes and inference modes on Phi-3-mini's architecture (needs CUDA)
 	$(UV) run --frozen python benchmarks/bench_gpu.py
 
-# `make predict TEXT="The Force is strong with you."` (MODEL: gs://…/model or a local directory;
-# default: the newest local run that has a model)
-MODEL ?=
-TEXT ?= The Force is strong with you.
-
 .PHONY: predict
 predict: install ## Answer TEXT with a run's model (MODEL=gs://…/model or a local dir; default: newest local run with one)
-	$(UV) run --frozen yoda-pipeline predict $(if $(MODEL),--model "$(MODEL)") "$(TEXT)"
+	$(UV) run --frozen yoda-pipeline predict $(call given,MODEL,--model) "$$YODA_MAKE_TEXT"
 
 .PHONY: tiny-model
 tiny-model: install ## Generate the tiny offline Phi-3 model in build/tiny-phi3 (run-local does it too)
@@ -126,14 +133,11 @@ tiny-model: install ## Generate the tiny offline Phi-3 model in build/tiny-phi3 
 
 .PHONY: tensorboard
 tensorboard: install ## Fetch a run's TensorBoard logs into logs/ (RUN=gs://… or a local run)
-	$(UV) run --frozen yoda-pipeline tensorboard $(RUN)
-
-# `make report RUN=gs://bucket/…/evaluation-component_…/evaluation_results BY=bleu` (default: latest local run)
-BY ?= rouge_l
+	$(UV) run --frozen yoda-pipeline tensorboard $(call given,RUN,)
 
 .PHONY: report
 report: install ## Print a run's aggregate scores and best/worst samples (RUN=…, BY=metric)
-	$(UV) run --frozen yoda-pipeline report $(RUN) --by $(BY)
+	$(UV) run --frozen yoda-pipeline report $(call given,RUN,) --by "$$YODA_MAKE_BY"
 
 .PHONY: test-gpu
 test-gpu: install ## Run the GPU tests (4-bit QLoRA); they skip without CUDA

@@ -36,7 +36,7 @@ CLOUD_SUBSTITUTIONS = _REGION=$(REGION),_REPOSITORY=$(REPOSITORY),_BUCKET=$(BUCK
 REQUIREMENTS_DIR ?= images
 TORCH_PROVIDED = torch triton $(shell sed -n 's/^name = "\(nvidia-[^"]*\)"/\1/p' uv.lock)
 export_requirements = mkdir -p $(REQUIREMENTS_DIR)/$(1) && $(UV) export --frozen --quiet \
-	--package yoda-$(subst _,-,$(1)) --no-dev --no-emit-workspace --no-header \
+	--package yoda-$(subst _,-,$(1)) --all-extras --no-dev --no-emit-workspace --no-header \
 	$(addprefix --no-emit-package ,$(2)) --output-file $(REQUIREMENTS_DIR)/$(1)/requirements.txt \
 	&& echo "wrote $(REQUIREMENTS_DIR)/$(1)/requirements.txt"
 
@@ -117,7 +117,7 @@ deploy: install ## Deploy the registry's default version to an endpoint (1 T4; s
 
 .PHONY: ask-endpoint
 ask-endpoint: install ## Ask the endpoint: make ask-endpoint TEXT="…"
-	$(UV) run --frozen yoda-pipeline ask-endpoint "$(TEXT)"
+	$(UV) run --frozen yoda-pipeline ask-endpoint "$$YODA_MAKE_TEXT"
 
 .PHONY: undeploy
 undeploy: install ## Undeploy everything and delete the endpoint

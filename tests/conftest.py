@@ -60,6 +60,22 @@ def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def nan_model_dir(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path) -> Path:
+    """The tiny model with a non-finite final norm: a broken base, whose training loss is NaN
+    from the first step (what a far too high learning rate does to a real run)."""
+    import shutil
+
+    from safetensors.torch import load_file, save_file
+
+    folder = tmp_path_factory.mktemp("models") / "nan-phi3"
+    shutil.copytree(tiny_model_dir, folder)
+    weights = load_file(folder / "model.safetensors")
+    weights["model.norm.weight"].fill_(float("nan"))
+    save_file(weights, folder / "model.safetensors", metadata={"format": "pt"})
+    return folder
+
+
+@pytest.fixture(scope="session")
 def sample_train_jsonl(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The data step's train split of the embedded sample (43 conversations)."""
     from yoda_data_transformation import transform

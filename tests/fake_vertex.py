@@ -43,6 +43,8 @@ class VertexState:
     # statuses (400, 503) to answer the next evaluation imports with, then accept them again;
     # -503: import it, then answer 503 (the answer lost on its way back)
     import_failures: list[int] = field(default_factory=list)
+    # statuses to answer the next listings of a version's evaluations with
+    list_failures: list[int] = field(default_factory=list)
     endpoints: dict[str, dict[str, Any]] = field(default_factory=dict)
     # deleted endpoints can still be read (the SDK reads them as it reports the deletion), as
     # while Vertex AI's delete operation runs; they are no longer listed
@@ -73,7 +75,8 @@ def _operation(state: VertexState, response: dict[str, Any], kind: str) -> dict[
 
 
 def _error(status: int, message: str) -> tuple[int, dict[str, Any]]:
-    reason = {400: "INVALID_ARGUMENT", 404: "NOT_FOUND", 503: "UNAVAILABLE"}[status]
+    reasons = {400: "INVALID_ARGUMENT", 404: "NOT_FOUND", 500: "INTERNAL", 503: "UNAVAILABLE"}
+    reason = reasons[status]
     return status, {"error": {"code": status, "message": message, "status": reason}}
 
 
@@ -127,6 +130,8 @@ def _model_version_routes(
     if request.method == "POST" and rest == "/evaluations:import":
         return _import_evaluation(state, model_id, version, request.body)
     if request.method == "GET" and rest == "/evaluations":
+        if state.list_failures:
+            return _error(state.list_failures.pop(0), "fake Vertex AI: listing failed")
         found = [{k: v for k, v in e.items() if k not in ("model", "version")}
                  for e in state.evaluations
                  if (e["model"], e["version"]) == (model_id, version)]  # fmt: skip

@@ -11,7 +11,11 @@ from typing import Any
 
 import pytest
 
-from yoda_fine_tuning.architecture import choose_pad_token, linear_module_names
+from yoda_fine_tuning.architecture import (
+    LLAMA_LINEAR_MODULES,
+    choose_pad_token,
+    linear_module_names,
+)
 from yoda_fine_tuning.hyperparams import HyperParameters
 from yoda_fine_tuning.train import fine_tune
 from yoda_inference.generation import (
@@ -24,7 +28,6 @@ from yoda_inference.generation import (
 from yoda_inference.predict import GenerationParameters, predict_test_set
 from yoda_step_io import StepError
 from yoda_step_io.chat import end_of_turn_token
-from yoda_step_io.vocabulary import LLAMA_LINEAR_MODULES
 
 QUICK = HyperParameters(quantization="auto", max_steps=3, logging_steps=3, learning_rate=5e-2)
 

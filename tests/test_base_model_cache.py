@@ -4,7 +4,10 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -57,7 +60,6 @@ def test_the_gcs_mount_is_read_where_it_exists(
     monkeypatch.setenv("YODA_GCS_MOUNT", str(tmp_path / "gcs"))
     assert resolve_model(cached) == str(mounted)
     assert not (tmp_path / "cache").exists(), "no download where the mount has it"
-    assert resolve_model("microsoft/Phi-3-mini-4k-instruct") == "microsoft/Phi-3-mini-4k-instruct"
 
 
 def test_cache_base_model_refuses_what_cannot_work(gcs: Any, tmp_path: Path) -> None:
@@ -87,3 +89,16 @@ def test_cli_copies_and_says_how_to_use_it(
     with pytest.raises(SystemExit):
         main(["cache-base-model"])
     assert "is gs://yoda-models/models/tiny-phi3 already" in capsys.readouterr().err
+
+
+@pytest.mark.timeout(30)
+@pytest.mark.parametrize("offline", ["1", ""])
+def test_a_hub_id_the_hub_cannot_give_is_one_line_at_once(tmp_path: Path, offline: str) -> None:
+    """No network here: a hub id fails in about a second (huggingface_hub), not the minute of
+    transformers' retries, whether HF_HUB_OFFLINE is set or not (read at import: a new process)."""
+    script = "from yoda_step_io.models import resolve_model; resolve_model('nobody/no-such-model')"
+    environ = {**os.environ, "HF_HUB_OFFLINE": offline, "HF_HOME": str(tmp_path / "hf")}
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          env=environ, check=False)  # fmt: skip
+    last = done.stderr.strip().splitlines()[-1]
+    assert last.startswith("yoda_step_io.cli.StepError: cannot get base model nobody/no-such-")

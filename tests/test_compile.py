@@ -285,7 +285,7 @@ def test_the_spec_parses_strictly_as_kfp_pipeline_spec(compiled: dict[str, Any])
 
 def test_fine_tuning_asks_for_as_many_gpus_as_ranks(tmp_path: Path) -> None:
     """accelerator_count=4: the fine-tuning task asks Vertex AI for 4 GPUs and starts 4 ranks
-    (the parameter's default); inference keeps one GPU; the spec still parses strictly."""
+    (a compiled constant); inference keeps one GPU; the spec still parses strictly."""
     from google.protobuf import json_format
     from kfp.pipeline_spec import pipeline_spec_pb2
 
@@ -296,5 +296,6 @@ def test_fine_tuning_asks_for_as_many_gpus_as_ranks(tmp_path: Path) -> None:
     assert (tuning["resourceType"], tuning["resourceCount"]) == ("NVIDIA_TESLA_T4", "4")
     inference = executors["exec-inference-component"]["container"]["resources"]["accelerator"]
     assert inference["resourceCount"] == "1"
-    assert spec["root"]["inputDefinitions"]["parameters"]["accelerator_count"]["defaultValue"] == 4
+    tuning_task = spec["root"]["dag"]["tasks"]["fine-tuning-component"]["inputs"]["parameters"]
+    assert tuning_task["accelerator_count"] == {"runtimeValue": {"constant": 4}}  # compiled in
     json_format.ParseDict(spec, pipeline_spec_pb2.PipelineSpec())

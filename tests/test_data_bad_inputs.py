@@ -49,9 +49,9 @@ def expect_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Callable
         ),
         ("", "is empty"),
         ("  \n\n", "is empty"),
-        (HEADER, "too few rows to split: 0 usable row(s)"),
-        (HEADER + "One.,Two.,Three.\n", "too few rows to split: 1 usable row(s)"),
-        (HEADER + ",,\n  ,x,\nA.,,\n", "too few rows to split: 0 usable row(s)"),
+        (HEADER, "of 0 usable row(s) it leaves 0 test"),
+        (HEADER + "One.,Two.,Three.\n", "of 1 usable row(s) it leaves 0 test"),
+        (HEADER + ",,\n  ,x,\nA.,,\n", "of 0 usable row(s) it leaves 0 test"),
         (HEADER + 'A."unclosed,b\n"c,d\n', "not a valid CSV"),
         (HEADER + "A.,B.,C.\nD.,E.,F.,G.\n", "not a valid CSV: row 3 has 4 cells, the header 3"),
     ],
@@ -84,16 +84,27 @@ def test_too_few_rows_names_the_minimum(
     expect_error: Callable[..., str],
 ) -> None:
     message = expect_error(str(write_csv(make_rows(4))), "--test-fraction", "0.1")
-    assert "need at least 5 rows" in message
+    assert message.startswith("error: --test-fraction 0.1: of 4 usable row(s) it leaves 0 test")
+    assert "with 4 rows, a test_fraction from 0.125 to below 0.875" in message
+
+
+def test_a_tiny_test_fraction_names_the_counts_in_one_line(
+    write_csv: Callable[..., Path],
+    make_rows: Callable[[int], str],
+    expect_error: Callable[..., str],
+) -> None:
+    """Inside the bounds, but no row for the test split: one line, not a StopIteration."""
+    message = expect_error(str(write_csv(make_rows(700))), "--test-fraction", "0.00001")
+    assert "of 700 usable row(s) it leaves 0 test and 700 train rows" in message
 
 
 @pytest.mark.parametrize(
     ("uri", "message"),
     [
-        ("/no/such/file.csv", "does not exist"),
-        ("s3://bucket/file.csv", "unsupported URI scheme"),
-        ("gs://", "has no bucket name"),
-        ("gs://bucket-only", "names a bucket, not a file"),
+        ("/no/such/file.csv", "no such file"),
+        ("s3://bucket/file.csv", "unsupported scheme s3://"),
+        ("gs://", "expected gs://BUCKET/PATH/FILE"),
+        ("gs://bucket-only", "expected gs://BUCKET/PATH/FILE"),
     ],
 )
 def test_unreadable_uri(expect_error: Callable[..., str], uri: str, message: str) -> None:
@@ -111,16 +122,17 @@ def test_hf_uri_without_network(
 @pytest.mark.parametrize(
     ("flags", "message"),
     [
-        (("--target-column", "sentence"), "unknown target column 'sentence'"),
-        (("--test-fraction", "0"), "test_fraction must be between 0 and 1"),
-        (("--test-fraction", "1.5"), "test_fraction must be between 0 and 1"),
-        (("--executor-input", "{oops"), "--executor-input is not valid JSON"),
+        (("--target-column", "sentence"), "--target-column 'sentence': expected one of"),
+        (("--test-fraction", "0"), "--test-fraction '0': expected a number > 0 and < 1"),
+        (("--test-fraction", "1.5"), "--test-fraction '1.5': expected a number > 0 and < 1"),
+        (("--seed", "-5"), "--seed '-5': expected a whole number from 0 to 4294967295"),
+        (("--executor-input", "{oops"), "no such file"),
     ],
 )
 def test_bad_parameters_fail_before_reading(
     expect_error: Callable[..., str], flags: tuple[str, ...], message: str
 ) -> None:
-    # the raw file does not exist: the parameter check must come first
+    # the raw file does not exist: the values' checks come first
     assert message in expect_error("/no/such/file.csv", *flags)
 
 
@@ -133,5 +145,5 @@ def test_console_script_exit_status_and_single_error_line(tmp_path: Path) -> Non
     )  # fmt: skip
     assert process.returncode == 2
     assert process.stderr.strip().splitlines() == [
-        f"error: raw data file {tmp_path / 'missing.csv'} does not exist (or is not a file)"
+        f"error: --raw-data-uri '{tmp_path / 'missing.csv'}': no such file"
     ]

@@ -165,6 +165,9 @@ def test_a_rank_that_dies_fails_the_step_with_one_line(
                                 text=True, env=CPU_ONLY)  # fmt: skip
     folder = checkpoint_folder_for(tmp_path / "model", None)
     _wait_for(lambda: last_complete_checkpoint(folder) is not None, launcher, "a checkpoint")
+    processes = [launcher.pid, *(_rank_pid(launcher.pid, rank) for rank in (0, 1))]
+    assert all(_is_loopback(address) for address in listening(processes)), (
+        "the ranks listen beyond this machine")  # fmt: skip
     os.kill(_rank_pid(launcher.pid, 1), signal.SIGKILL)
     killed = time.monotonic()
     _, stderr = launcher.communicate(timeout=120)
@@ -200,10 +203,10 @@ def test_a_stopped_launcher_says_so_in_one_line_and_keeps_the_checkpoints(
 
 
 def test_a_diverged_two_rank_run_stops_every_rank_with_one_line(
-    tmp_path: Path, tiny_model_dir: Path, sample_train_jsonl: Path
+    tmp_path: Path, nan_model_dir: Path, sample_train_jsonl: Path
 ) -> None:
-    args = command(tmp_path, tiny_model_dir, sample_train_jsonl, "--accelerator-count", "2",
-                   "--learning-rate", "1e4", "--per-device-train-batch-size", "2")  # fmt: skip
+    args = command(tmp_path, nan_model_dir, sample_train_jsonl, "--accelerator-count", "2",
+                   "--per-device-train-batch-size", "2")  # fmt: skip
     done = run(args)
     assert done.returncode == 2
     last = done.stderr.strip().splitlines()[-1]
@@ -215,7 +218,7 @@ def test_a_diverged_two_rank_run_stops_every_rank_with_one_line(
 @pytest.mark.parametrize(
     ("flags", "message"),
     [
-        (["--accelerator-count", "0"], "--accelerator-count 0: give 1 or more"),
+        (["--accelerator-count", "0"], "--accelerator-count '0': expected a whole number from"),
         (["--accelerator-count", "2", "--quantization", "4bit"],
          "4-bit quantisation needs a CUDA GPU"),
     ],
@@ -236,7 +239,7 @@ def test_a_missing_launcher_is_one_line(
     tiny_model_dir: Path, sample_train_jsonl: Path,
 ) -> None:  # fmt: skip
     """A torch without torch.distributed's launcher (the boundary stood in for: the import)."""
-    monkeypatch.setitem(sys.modules, "torch.distributed.launcher.api", None)
+    monkeypatch.setitem(sys.modules, "torch.distributed.elastic.multiprocessing", None)
     with pytest.raises(SystemExit) as exit_info:
         main([*command(tmp_path, tiny_model_dir, sample_train_jsonl)[1:],
               "--accelerator-count", "2"])  # fmt: skip
@@ -272,6 +275,33 @@ def _wait_for(ready: Callable[[], bool], process: subprocess.Popen[str] | subpro
         assert process.poll() is None, f"the run ended before {what}"
         assert time.monotonic() < deadline, f"no {what} within five minutes"
         time.sleep(0.05)
+
+
+def listening(pids: list[int]) -> set[str]:
+    """The local addresses (``/proc/net/tcp*``'s hex) of the TCP sockets ``pids`` listen on."""
+    targets = [str(fd.readlink()) for pid in pids for fd in Path(f"/proc/{pid}/fd").iterdir()]
+    inodes = {target[len("socket:[") : -1] for target in targets if target.startswith("socket:[")}
+    found = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            fields = line.split()
+            if fields[3] == "0A" and fields[9] in inodes:  # 0A: LISTEN
+                found.add(fields[1])
+    return found
+
+
+def _is_loopback(address: str) -> bool:
+    """127.0.0.0/8, ::1 or an IPv4-mapped 127.x, in ``/proc/net/tcp*``'s little-endian hex."""
+    host = address.split(":")[0]
+    if len(host) == 8:
+        return host.endswith("7F")
+    return host == "0" * 24 + "01000000" or (host[:24] == "0" * 16 + "FFFF0000"
+                                              and host.endswith("7F"))  # fmt: skip
+
+
+def test_the_loopback_check_tells_loopback_from_every_interface() -> None:
+    assert _is_loopback("0100007F:1F90") and _is_loopback("00000000000000000000000001000000:50")
+    assert not _is_loopback("00000000:1F90") and not _is_loopback("0" * 32 + ":50")
 
 
 def _rank_pid(launcher: int, rank: int) -> int:

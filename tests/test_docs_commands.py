@@ -40,6 +40,8 @@ from unittest import mock
 
 import pytest
 
+from yoda_pipeline.cli import split_sets
+
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 SHELL_LANGUAGES = {"bash", "sh", "shell", "console"}
@@ -117,15 +119,9 @@ def make_variables() -> frozenset[str]:
 @functools.cache
 def pipeline_parameters() -> frozenset[str]:
     """The names ``--set name=`` and ``SET="name=…"`` accept."""
-    try:
-        from yoda_pipeline import parameters
+    from yoda_pipeline.parameters import ROWS
 
-        names: tuple[str, ...] = parameters.PARAMETERS
-    except (ImportError, AttributeError):  # before the parameter table
-        from yoda_pipeline.settings import PipelineSettings
-
-        names = PipelineSettings.PARAMETERS
-    return frozenset(names)
+    return frozenset(ROWS)
 
 
 @functools.cache
@@ -156,7 +152,7 @@ def check_make(args: list[str]) -> None:
             if name not in make_variables():
                 fail(f"make variable {name!r} is neither set nor read by the Makefile/cloud.mk")
             if name == "SET":
-                for item in value.split():
+                for item in split_sets(value):
                     check_set_item(item, "SET")
         elif arg not in make_targets():
             fail(f"make target {arg!r} is not in `make help`")

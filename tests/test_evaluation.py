@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import csv
 import json
 import math
@@ -13,26 +14,26 @@ import pytest
 from yoda_evaluation.cli import main
 from yoda_evaluation.evaluate import evaluate_predictions
 from yoda_evaluation.metrics import (
-    DEFAULT_METRICS,
+    METRIC_LIST,
     aggregate_metrics,
     compute_metrics,
     metric_definitions,
-    parse_metric_names,
 )
-from yoda_step_io import StepError
+from yoda_step_io import BadValueError
+from yoda_step_io.scores import METRIC_NAMES
 
 HEADER = ["user_input", "reference", "extracted_response"]
 
 
 @pytest.fixture(scope="module")
 def all_metrics() -> list[object]:
-    return metric_definitions(DEFAULT_METRICS)
+    return metric_definitions(METRIC_NAMES)
 
 
 def test_identical_answers_score_one(all_metrics: list[object]) -> None:
     text = "Strong in you, the Force is. Yes, hrrrm."
     scores = compute_metrics("The Force is strong in you.", text, text, all_metrics)  # type: ignore[arg-type]
-    assert set(scores) == set(DEFAULT_METRICS)
+    assert set(scores) == set(METRIC_NAMES)
     assert all(value == pytest.approx(1.0) for value in scores.values()), scores
 
 
@@ -75,11 +76,13 @@ def test_aggregate_metrics() -> None:
 
 
 def test_metric_selection() -> None:
-    assert parse_metric_names("bleu, rouge_l,bleu") == ("bleu", "rouge_l")
-    assert parse_metric_names("") == DEFAULT_METRICS
-    with pytest.raises(StepError) as error:
-        parse_metric_names("rouge_l,meteor")
-    assert "unknown metric(s) meteor: choose among rouge_l, rouge_1, bleu" in str(error.value)
+    assert METRIC_LIST("bleu, rouge_l,bleu") == ("bleu", "rouge_l")
+    assert METRIC_LIST("") == ()
+    assert len(metric_definitions(())) == len(METRIC_NAMES)
+    with pytest.raises(argparse.ArgumentTypeError, match="meteor: expected"):
+        METRIC_LIST("rouge_l,meteor")
+    with pytest.raises(BadValueError, match="--metrics 'meteor'"):
+        metric_definitions(["meteor"])
 
 
 def write_predictions(path: Path, rows: list[list[str]], header: list[str] = HEADER) -> Path:
@@ -101,10 +104,10 @@ def test_real_world_predictions(tmp_path: Path) -> None:
     ]
     predictions = write_predictions(tmp_path / "predictions.csv", rows)
     result = evaluate_predictions(
-        predictions, tmp_path / "results.csv", tmp_path / "metrics", DEFAULT_METRICS
+        predictions, tmp_path / "results.csv", tmp_path / "metrics", METRIC_NAMES
     )
     results = pd.read_csv(tmp_path / "results.csv", keep_default_na=False)
-    assert list(results.columns) == ["user_input", "reference", "response", *DEFAULT_METRICS]
+    assert list(results.columns) == ["user_input", "reference", "response", *METRIC_NAMES]
     assert len(results) == len(rows)
     assert results["response"].tolist()[:4] == [
         "Strong, the Force is.",
@@ -113,7 +116,7 @@ def test_real_world_predictions(tmp_path: Path) -> None:
         "Aus Köln, Grüße 🙂.",
     ]
     assert results.loc[0, "exact_match"] == 1.0 and results.loc[1, "rouge_l"] == 0.0
-    scores = results[list(DEFAULT_METRICS)].to_numpy(dtype=float)
+    scores = results[list(METRIC_NAMES)].to_numpy(dtype=float)
     assert ((scores >= 0) & (scores <= 1)).all()
     assert result.aggregates["samples"] == len(rows)
     assert all(math.isfinite(v) for v in result.aggregates.values())
@@ -157,7 +160,7 @@ def test_unknown_metric_fails_before_reading(
               str(tmp_path / "r.csv"), "--metrics-output", str(tmp_path / "m"),
               "--metrics", "rouge_l,bertscore"])  # fmt: skip
     assert exit_info.value.code == 2
-    assert "unknown metric(s) bertscore" in capsys.readouterr().err
+    assert "--metrics 'rouge_l,bertscore': bertscore: expected" in capsys.readouterr().err
 
 
 def test_cli_reports_aggregates_to_kfp(tmp_path: Path) -> None:

@@ -5,18 +5,20 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import os
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from yoda_fine_tuning.architecture import DEFAULT_TARGETS
-from yoda_fine_tuning.cli import build_parser, hyperparameters_from_args, main
+from yoda_fine_tuning.cli import build_parser, main
 from yoda_fine_tuning.configs import build_lora_config, build_sft_config
-from yoda_fine_tuning.hyperparams import HyperParameters
+from yoda_fine_tuning.hyperparams import OPTIMIZERS, HyperParameters
 from yoda_fine_tuning.plan import RunPlan, plan_run
-from yoda_step_io import StepError
+from yoda_step_io import BadValueError, StepError
 from yoda_step_io.quantization import build_bnb_config
+from yoda_step_io.values import from_args
 
 
 def test_defaults_are_the_articles_recipe() -> None:
@@ -31,27 +33,41 @@ def test_defaults_are_the_articles_recipe() -> None:
 
 
 @pytest.mark.parametrize(
-    ("changes", "message"),
+    ("changes", "flag"),
     [
-        ({"lora_r": 0}, "lora_r must be > 0, got 0"),
-        ({"lora_alpha": -4}, "lora_alpha must be > 0"),
-        ({"learning_rate": 0.0}, "learning_rate must be > 0"),
-        ({"learning_rate": -1e-4}, "learning_rate must be > 0"),
-        ({"num_train_epochs": 0}, "num_train_epochs must be > 0"),
-        ({"lora_dropout": 1.0}, "lora_dropout must be in [0, 1)"),
-        ({"validation_fraction": 0.0}, "validation_fraction must be between 0 and 1"),
-        ({"validation_fraction": 1.0}, "validation_fraction must be between 0 and 1"),
-        ({"target_modules": ("auto", "o_proj")}, "or auto or all-linear alone"),
-        ({"target_modules": ("q-proj",)}, "q-proj is not a module name"),
-        ({"target_modules": ()}, "(none given)"),
-        ({"quantization": "8bit"}, "quantization must be one of 4bit, auto, none"),
-        ({"compute_dtype": "int8"}, "compute_dtype must be one of"),
+        ({"lora_r": 0}, "--lora-r"),
+        ({"lora_alpha": -4}, "--lora-alpha"),
+        ({"learning_rate": 0.0}, "--learning-rate"),
+        ({"learning_rate": -1e-4}, "--learning-rate"),
+        ({"num_train_epochs": 0}, "--num-train-epochs"),
+        ({"lora_dropout": 1.0}, "--lora-dropout"),
+        ({"validation_fraction": 0.0}, "--validation-fraction"),
+        ({"validation_fraction": 1.0}, "--validation-fraction"),
+        ({"target_modules": ("auto", "o_proj")}, "--target-modules"),
+        ({"target_modules": ("q-proj",)}, "--target-modules"),
+        ({"target_modules": ()}, "--target-modules"),
+        ({"quantization": "8bit"}, "--quantization"),
+        ({"compute_dtype": "int8"}, "--compute-dtype"),
+        ({"seed": -5}, "--seed"),
+        ({"seed": 2**32}, "--seed"),
+        ({"max_steps": 0}, "--max-steps"),
+        ({"max_steps": 10**12}, "--max-steps"),
+        ({"max_steps": 1_000_000}, "--max-steps"),  # in range, but 1e9 tokens with 16 x 64
+        ({"optim": "evil_optim"}, "--optim"),
+        ({"per_device_train_batch_size": 10**6}, "--per-device-train-batch-size"),
     ],
 )
-def test_invalid_hyperparameters(changes: dict[str, Any], message: str) -> None:
-    with pytest.raises(StepError) as error:
+def test_invalid_hyperparameters_name_their_flag(changes: dict[str, Any], flag: str) -> None:
+    with pytest.raises(BadValueError) as error:
         dataclasses.replace(HyperParameters(), **changes).validate()
-    assert message in str(error.value)
+    assert error.value.flag == flag
+    assert str(error.value).startswith(flag)
+
+
+def test_the_optimizers_are_transformers_own() -> None:
+    from transformers.training_args import OptimizerNames
+
+    assert set(OPTIMIZERS) <= {name.value for name in OptimizerNames}
 
 
 def test_plan_refuses_4bit_without_cuda() -> None:
@@ -67,7 +83,7 @@ def test_plan_auto_falls_back_loudly(caplog: pytest.LogCaptureFixture) -> None:
 
 
 def test_plan_none_needs_a_cpu_optimizer() -> None:
-    with pytest.raises(StepError, match="optimizer paged_adamw_8bit needs CUDA"):
+    with pytest.raises(BadValueError, match="--optim 'paged_adamw_8bit': it needs CUDA"):
         plan_run(HyperParameters(quantization="none"), cuda_available=False)
     plan = plan_run(HyperParameters(quantization="none", optim="adamw_torch"), False)
     assert plan == RunPlan(use_cuda=False, use_4bit=False, optim="adamw_torch")
@@ -114,7 +130,7 @@ def test_cli_flags_map_to_hyperparameters() -> None:
         "--target-modules", "qkv_proj, o_proj", "--packing", "false", "--lora-r", "16",
         "--learning-rate", "1e-4", "--quantization", "auto",
     ])  # fmt: skip
-    hp = hyperparameters_from_args(args)
+    hp = from_args(HyperParameters, args)
     assert hp.target_modules == ("qkv_proj", "o_proj")
     assert (hp.packing, hp.lora_r, hp.learning_rate, hp.quantization) == (False, 16, 1e-4, "auto")
 
@@ -122,10 +138,12 @@ def test_cli_flags_map_to_hyperparameters() -> None:
 @pytest.mark.parametrize(
     ("flags", "message"),
     [
-        (["--lora-r", "0"], "error: lora_r must be > 0, got 0"),
-        (["--target-modules", "wq,all-linear"], "error: target_modules wq,all-linear: give"),
-        (["--validation-fraction", "2"], "error: validation_fraction must be between 0 and 1"),
-        (["--quantization", "4bit"], "error: 4-bit quantisation needs a CUDA GPU"),
+        (["--lora-r", "0"], "error: --lora-r '0': expected a whole number from 1 to 1024"),
+        (["--target-modules", "wq,all-linear"], "error: --target-modules 'wq,all-linear': "),
+        (["--validation-fraction", "2"], "error: --validation-fraction '2': expected a number"),
+        (["--quantization", "4bit"], "error: --quantization '4bit': 4-bit quantisation needs"),
+        (["--accelerator-count", "64"], "error: --accelerator-count '64': expected a whole"),
+        (["--checkpoint-dir", "/"], "error: --checkpoint-dir '/': output "),
     ],
 )
 def test_cli_bad_hyperparameters_exit_2_without_output(
@@ -145,6 +163,24 @@ def test_cli_bad_hyperparameters_exit_2_without_output(
     assert exit_info.value.code == 2
     errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and errors[0].startswith(message)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_more_ranks_than_cores_are_refused_before_any_rank_starts(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], sample_train_jsonl: Path
+) -> None:
+    count = (os.cpu_count() or 1) + 1
+    if count > 16:
+        pytest.skip("more cores here than one machine's GPUs")
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--train-dataset", str(sample_train_jsonl), "--model-output", str(tmp_path / "m"),
+              "--metrics-output", str(tmp_path / "x"),
+              "--accelerator-count", str(count)])  # fmt: skip
+    assert exit_info.value.code == 2
+    assert capsys.readouterr().err.strip().splitlines() == [
+        f"error: --accelerator-count {count}: this machine has {count - 1} CPU core(s), and "
+        f"each rank is a process: at most {count - 1}"
+    ]
     assert list(tmp_path.iterdir()) == []
 
 

@@ -13,7 +13,7 @@ import pytest
 
 from yoda_inference import download_model, generate_batch, generate_response
 from yoda_inference.cli import main
-from yoda_inference.model import load_finetuned
+from yoda_inference.model import load_finetuned, load_for_answers, trained_on
 from yoda_inference.predict import GenerationParameters, predict_test_set
 from yoda_step_io import StepError
 
@@ -27,14 +27,8 @@ SENTENCES = [
 
 @pytest.fixture(scope="module")
 def loaded(tuned_model_dir: Path) -> tuple[Any, Any]:
-    return load_finetuned(tuned_model_dir, _base(tuned_model_dir), four_bit=False,
+    return load_finetuned(tuned_model_dir, trained_on(tuned_model_dir), four_bit=False,
                           compute_dtype="float32")  # fmt: skip
-
-
-def _base(model_dir: Path) -> str:
-    return str(
-        json.loads((model_dir / "adapter_config.json").read_text())["base_model_name_or_path"]
-    )
 
 
 def test_batched_generation_equals_one_at_a_time(loaded: tuple[Any, Any]) -> None:
@@ -64,7 +58,7 @@ def test_predictions_csv(tuned_model_dir: Path, sample_test_jsonl: Path, tmp_pat
     assert all("<|" not in r[2] for r in rows[1:])
     meta = result.metadata
     assert result.rows == meta["rows"] == len(test) == 5
-    assert meta["batch_size"] == 2 and meta["base_model"] == _base(tuned_model_dir)
+    assert meta["batch_size"] == 2 and meta["base_model"] == trained_on(tuned_model_dir).base_model
     assert math.isfinite(meta["samples_per_second"]) and meta["samples_per_second"] > 0
     assert meta["tokens_per_second"] > 0 and meta["generated_tokens"] > 0
 
@@ -176,11 +170,12 @@ def test_bad_inputs_leave_no_csv(
 @pytest.mark.parametrize(
     ("flags", "message"),
     [
-        (["--batch-size", "0"], "error: batch_size must be > 0"),
-        (["--max-new-tokens", "-1"], "error: max_new_tokens must be > 0"),
-        (["--top-p", "0"], "error: top_p must be in (0, 1]"),
-        (["--do-sample", "true", "--temperature", "0"], "error: temperature must be > 0"),
-        (["--quantization", "8bit"], "error: quantization must be one of"),
+        (["--batch-size", "0"], "error: --batch-size '0': expected a whole number from 1 to"),
+        (["--max-new-tokens", "-1"], "error: --max-new-tokens '-1': expected a whole number"),
+        (["--max-new-tokens", "1000000000"], "error: --max-new-tokens '1000000000': expected"),
+        (["--top-p", "0"], "error: --top-p '0': expected a number > 0 and ≤ 1"),
+        (["--do-sample", "true", "--temperature", "0"], "error: --temperature '0': expected"),
+        (["--quantization", "8bit"], "error: --quantization '8bit': expected one of"),
     ],
 )
 def test_cli_bad_parameters(
@@ -194,6 +189,61 @@ def test_cli_bad_parameters(
     errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and errors[0].startswith(message)
     assert not (tmp_path / "p.csv").exists()
+
+
+def _copy_with(source: Path, folder: Path, file: str, **changes: Any) -> Path:
+    """A copy of the Model artifact ``source`` with ``changes`` made to one of its JSON files."""
+    shutil.copytree(source, folder)
+    values = json.loads((folder / file).read_text())
+    (folder / file).write_text(json.dumps({**values, **changes}))
+    return folder
+
+
+def test_the_adapter_configs_base_is_not_what_is_loaded(
+    tuned_model_dir: Path, tmp_path: Path
+) -> None:
+    """peft's adapter_config.json may name any base (whatever wrote the adapter): a hub id there
+    is never downloaded; the base is the one the fine-tuning step recorded."""
+    model = _copy_with(tuned_model_dir, tmp_path / "model", "adapter_config.json",
+                       base_model_name_or_path="someone/else-on-the-hub")  # fmt: skip
+    loaded, _ = load_for_answers(str(model), "auto", tmp_path / "cache")
+    assert trained_on(model).base_model == trained_on(tuned_model_dir).base_model
+    assert loaded.peft_config["default"].r > 0
+
+
+@pytest.mark.parametrize(
+    ("recorded", "in_a_run", "message"),
+    [
+        ("someone/else-on-the-hub", True, "error: --base-model "),  # not the run's: no download
+        ("/etc", False, "has no config.json"),
+        ("a/b/c; rm -rf /", False, "records base model 'a/b/c; rm -rf /': expected a hub id"),
+    ],
+)
+def test_inference_loads_the_runs_own_base_only(
+    tuned_model_dir: Path, sample_test_jsonl: Path, tmp_path: Path,
+    capsys: pytest.CaptureFixture[str], recorded: str, in_a_run: bool, message: str,
+) -> None:  # fmt: skip
+    model = _copy_with(tuned_model_dir, tmp_path / "model", "hyperparameters.json",
+                       base_model=recorded)  # fmt: skip
+    run_base = trained_on(tuned_model_dir).base_model
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--model-dir", str(model), "--test-dataset", str(sample_test_jsonl),
+              "--predictions-output", str(tmp_path / "p.csv"), "--quantization", "auto",
+              *(["--base-model", run_base] if in_a_run else [])])  # fmt: skip
+    assert exit_info.value.code == 2
+    errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and message in errors[0], errors
+    assert not (tmp_path / "p.csv").exists()
+
+
+def test_a_model_without_its_fine_tuning_record_is_refused(
+    tuned_model_dir: Path, tmp_path: Path
+) -> None:
+    model = tmp_path / "model"
+    shutil.copytree(tuned_model_dir, model)
+    (model / "hyperparameters.json").unlink()
+    with pytest.raises(StepError, match=r"has no hyperparameters\.json"):
+        trained_on(model)
 
 
 def test_download_model_from_gcs(gcs: Any, tmp_path: Path, tuned_model_dir: Path) -> None:

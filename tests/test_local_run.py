@@ -388,12 +388,14 @@ def test_failed_task_stops_the_run_without_outputs(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:  # fmt: skip
     monkeypatch.setenv("YODA_TINY_MODEL_DIR", str(tiny_model_dir))
+    empty = tmp_path / "empty.csv"  # only the data can tell: it passes the pre-flight
+    empty.write_text("")
     with pytest.raises(SystemExit) as exit_info:
         main(["run-local", "--image-lock", LOCK, "--runs-dir", str(tmp_path / "runs"),
-              "--raw-data-uri", str(tmp_path / "nope.csv")])  # fmt: skip
+              "--raw-data-uri", str(empty)])  # fmt: skip
     assert exit_info.value.code == 1
     captured = capsys.readouterr()
-    reason = f"raw data file {tmp_path / 'nope.csv'} does not exist (or is not a file)"
+    reason = f"raw data {empty} is empty: expected a CSV with a header row"
     assert f"    error: {reason}\n" in captured.out  # the step's own line, streamed by the runner
     assert "\x1b[" not in captured.out, "colour codes in a log that is not a terminal"
     # the last line names the failing step and repeats its reason

@@ -93,14 +93,14 @@ def test_fine_tuning_refuses_to_write_over_its_base_model(
 
     base = victim(tmp_path / "basecopy")
     (base / "config.json").write_text("{}")
-    line = refused(main, "--train-dataset", str(sample_train_jsonl),
+    line = refused(main, "--train-dataset", str(sample_train_jsonl), "--quantization", "auto",
                    "--base-model", str(base), "--model-output", str(base),
                    "--metrics-output", str(tmp_path / "metrics"))  # fmt: skip
     assert "overlaps the input" in line and intact(base)
     # inside the input is refused as well, and so is an input inside the output
     for model_output in (base / "model", tmp_path):
         refused(main, "--train-dataset", str(sample_train_jsonl), "--base-model", str(base),
-                "--model-output", str(model_output),
+                "--model-output", str(model_output), "--quantization", "auto",
                 "--metrics-output", str(tmp_path / "m"))  # fmt: skip
     assert intact(base)
 

@@ -187,6 +187,23 @@ def test_a_refused_import_fails_the_step_and_the_retry_imports_it_without_a_new_
     assert retried["reused"] is again["reused"] is True and retried["is_default_version"] is True
 
 
+def test_a_failed_look_up_of_the_evaluations_is_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Before importing, registration looks for an evaluation the version has already; that
+    call failing is the step's one line too, not a traceback."""
+    with fake_vertex() as (api, state):
+        monkeypatch.setenv(ENDPOINT_VARIABLE, api.url)
+        state.list_failures.append(500)
+        with pytest.raises(SystemExit) as exit_info:
+            run_register_step(tmp_path)
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("error: registering the model: Vertex AI answered 500")
+    assert f"YODA_VERTEX_API_ENDPOINT='{api.url}'" in err[-1]
+    assert not any(line.startswith("Traceback") for line in err)
+
+
 def test_a_transient_import_failure_is_retried_within_the_step(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

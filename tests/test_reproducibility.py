@@ -15,7 +15,7 @@ from yoda_fine_tuning.cli import main as fine_tuning_main
 from yoda_fine_tuning.hyperparams import HyperParameters
 from yoda_fine_tuning.train import fine_tune
 from yoda_inference.cli import main as inference_main
-from yoda_inference.model import trained_revision
+from yoda_inference.model import trained_on
 from yoda_step_io import StepError
 from yoda_step_io.models import check_revision, folder_revision, model_revision
 
@@ -37,7 +37,7 @@ def test_the_content_hash_of_the_base_is_recorded(trained_on_a_copy: tuple[Path,
     revision = folder_revision(base)
     assert revision.startswith("sha256:") and len(revision) == 7 + 64
     hyperparameters = json.loads((model / "hyperparameters.json").read_text())
-    assert hyperparameters["base_model_revision"] == revision == trained_revision(model)
+    assert hyperparameters["base_model_revision"] == revision == trained_on(model).revision
     (base / ".download-complete").touch()  # hidden bookkeeping is not content
     assert folder_revision(base) == revision
 
@@ -47,11 +47,16 @@ def test_a_changed_base_is_refused_naming_both_revisions(
     capsys: pytest.CaptureFixture[str],
 ) -> None:  # fmt: skip
     base, model = trained_on_a_copy
-    trained = trained_revision(model)
+    trained = trained_on(model).revision
     changed = tmp_path / "changed"
     shutil.copytree(base, changed)
     config = json.loads((changed / "config.json").read_text())
     (changed / "config.json").write_text(json.dumps({**config, "rms_norm_eps": 1e-6}))
+    moved = tmp_path / "model"  # the record names the changed folder, with the old revision
+    shutil.copytree(model, moved)
+    record = json.loads((moved / "hyperparameters.json").read_text())
+    (moved / "hyperparameters.json").write_text(json.dumps({**record, "base_model": str(changed)}))
+    model = moved
     with pytest.raises(SystemExit) as exit_info:
         inference_main(["--model-dir", str(model), "--test-dataset", str(sample_test_jsonl),
                         "--predictions-output", str(tmp_path / "p.csv"), "--quantization",
@@ -109,8 +114,8 @@ def test_gs_checkpoints_go_through_the_mount(
     [
         ("gs://yoda-bucket/x", "gs:// checkpoints are written through Vertex AI's Cloud Storage "
                                "mount"),
-        ("s3://bucket/x", "a local folder or gs://… only"),
-        ("hf://user/repo", "a local folder or gs://… only"),
+        ("s3://bucket/x", "unsupported scheme s3://: expected a local path or gs://"),
+        ("hf://user/repo", "unsupported scheme hf://: expected a local path or gs://"),
     ],
 )  # fmt: skip
 def test_other_checkpoint_locations_are_refused_in_one_line(
@@ -125,5 +130,5 @@ def test_other_checkpoint_locations_are_refused_in_one_line(
                           "--checkpoint-dir", text])  # fmt: skip
     assert exit_info.value.code == 2
     (line,) = capsys.readouterr().err.strip().splitlines()
-    assert line.startswith(f"error: --checkpoint-dir {text}: ") and message in line
+    assert line.startswith(f"error: --checkpoint-dir {text!r}: ") and message in line
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())

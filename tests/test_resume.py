@@ -90,3 +90,31 @@ def test_a_rerun_replaces_what_a_killed_run_left(leftover: str, tmp_path: Path) 
         path.mkdir()
         (path / "fresh").write_text("new")
     assert [p.name for p in (tmp_path / leftover).iterdir()] == ["fresh"]
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_a_stopped_fine_tuning_says_so_and_keeps_only_its_checkpoints(
+    tmp_path: Path, tiny_model_dir: Path, sample_train_jsonl: Path, signum: signal.Signals
+) -> None:
+    """SIGTERM (Vertex AI cancels or preempts the task) or SIGINT (Ctrl-C) to a single process:
+    one line, exit 128 + the signal, no partial model or metrics; the checkpoints stay."""
+    command = [str(Path(sys.executable).with_name("yoda-fine-tuning")),
+               "--train-dataset", str(sample_train_jsonl), "--base-model", str(tiny_model_dir),
+               "--model-output", str(tmp_path / "run" / "model"),
+               "--metrics-output", str(tmp_path / "run" / "metrics"), "--quantization", "auto",
+               "--max-steps", "400", "--logging-steps", "2",
+               "--per-device-train-batch-size", "2"]  # fmt: skip
+    owned = checkpoint_folder_for(tmp_path / "run" / "model", None)
+    step = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while last_complete_checkpoint(owned) is None or not (tmp_path / "run" / "metrics").exists():
+        assert step.poll() is None, "the run ended before it could be stopped"
+        assert time.monotonic() < deadline, "no checkpoint within two minutes"
+        time.sleep(0.02)
+    step.send_signal(signum)
+    _, stderr = step.communicate(timeout=60)
+    assert step.returncode == 128 + signum
+    errors = [line for line in stderr.splitlines() if line.startswith("error:")]
+    assert errors == [f"error: stopped by {signum.name}: its partial outputs were removed"]
+    assert "Traceback" not in stderr
+    assert sorted(p.name for p in (tmp_path / "run").iterdir()) == [owned.name]

@@ -12,17 +12,18 @@ import pytest
 from yoda_step_io import (
     Metadata,
     Reported,
+    Step,
     StepError,
     add_executor_input_flag,
     check_outputs,
     load_executor_input,
     outputs_in_place,
-    parse_bool,
-    run_cli,
     run_step,
+    step_parser,
 )
 from yoda_step_io.executor import build_executor_output, write_executor_output
 from yoda_step_io.files import write_text_atomic
+from yoda_step_io.values import BOOLEAN
 
 
 def executor_input(tmp_path: Path) -> dict[str, object]:
@@ -165,17 +166,17 @@ def test_run_step_turns_step_error_into_one_line_and_exit_2(
 @pytest.mark.parametrize(
     ("text", "value"), [("true", True), ("True", True), ("0", False), ("no", False)]
 )
-def test_parse_bool_reads_kfp_booleans(text: str, value: bool) -> None:
-    assert parse_bool(text) is value
+def test_booleans_read_kfp_booleans(text: str, value: bool) -> None:
+    assert BOOLEAN(text) is value
 
 
-def test_parse_bool_refuses_other_words() -> None:
+def test_booleans_refuse_other_words() -> None:
     with pytest.raises(argparse.ArgumentTypeError, match="expected true or false"):
-        parse_bool("maybe")
+        BOOLEAN("maybe")
 
 
 def cli_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="yoda-test-step")
+    parser = step_parser("yoda-test-step", None)
     parser.add_argument("--source", type=Path, required=True)
     parser.add_argument("--model-output", type=Path, required=True)
     parser.add_argument("--extra-output", type=Path)
@@ -196,14 +197,15 @@ def write_model(args: argparse.Namespace) -> None:
         (args.model_output / "weights").write_text("w")
 
 
-def test_run_cli_writes_the_outputs_and_the_executor_output(tmp_path: Path) -> None:
+def test_a_step_writes_the_outputs_and_the_executor_output(tmp_path: Path) -> None:
     def body(args: argparse.Namespace) -> Reported:
         assert args.extra_output is None, "an unset output is not checked"
         write_model(args)
         return Reported({"model": {"rank": 8}}, uris={"model": "https://registry/model"})
 
-    run_cli(cli_parser(), cli_args(tmp_path), body, outputs=("model_output", "extra_output"),
-            inputs=("source",))  # fmt: skip
+    Step(cli_parser, body, outputs=("model_output", "extra_output"), inputs=("source",)).main(
+        cli_args(tmp_path)
+    )
     written = json.loads((tmp_path / "task" / "executor_output.json").read_text())
     model = written["artifacts"]["model"]["artifacts"][0]
     assert model == {"name": "projects/p/model", "uri": "https://registry/model",
@@ -211,7 +213,7 @@ def test_run_cli_writes_the_outputs_and_the_executor_output(tmp_path: Path) -> N
     assert (tmp_path / "model" / "weights").read_text() == "w"
 
 
-def test_run_cli_turns_a_failure_into_one_line_exit_2_and_no_outputs(
+def test_a_step_turns_a_failure_into_one_line_exit_2_and_no_outputs(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     def body(args: argparse.Namespace) -> Metadata:
@@ -220,7 +222,7 @@ def test_run_cli_turns_a_failure_into_one_line_exit_2_and_no_outputs(
             raise StepError("the data is\n  bad")
 
     with pytest.raises(SystemExit) as exit_info:
-        run_cli(cli_parser(), cli_args(tmp_path), body, outputs=("model_output",))
+        Step(cli_parser, body, outputs=("model_output",)).main(cli_args(tmp_path))
     assert exit_info.value.code == 2
     assert capsys.readouterr().err.splitlines()[-1] == "error: the data is bad"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["source.jsonl"], "no output, no mark"
@@ -230,7 +232,7 @@ def test_run_cli_turns_a_failure_into_one_line_exit_2_and_no_outputs(
     ("output", "message"),
     [("source.jsonl", "overlaps the input"), ("taken", "already exists and is not written by")],
 )
-def test_run_cli_refuses_outputs_before_the_body_runs(
+def test_a_step_refuses_outputs_before_the_body_runs(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], output: str, message: str
 ) -> None:
     (tmp_path / "taken").write_text("someone else's")
@@ -240,8 +242,9 @@ def test_run_cli_refuses_outputs_before_the_body_runs(
 
     argv = cli_args(tmp_path, "--extra-output", str(tmp_path / output))
     with pytest.raises(SystemExit) as exit_info:
-        run_cli(cli_parser(), argv, body, outputs=("model_output", "extra_output"),
-                inputs=("source",))  # fmt: skip
+        Step(cli_parser, body, outputs=("model_output", "extra_output"), inputs=("source",)).main(
+            argv
+        )
     assert exit_info.value.code == 2
     assert message in capsys.readouterr().err.splitlines()[-1]
     assert (tmp_path / "taken").read_text() == "someone else's"

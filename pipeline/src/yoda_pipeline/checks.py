@@ -1,22 +1,13 @@
-"""What a pipeline parameter's value may be, beyond its type and bounds in the table: each check
-says why a value is refused (None: allowed), in words for one error line."""
+"""What no step can know, checked before anything runs: how two steps' values fit together, and
+what the tasks' machines on Vertex AI can take. Every other value is its step's to check
+(:mod:`.preflight`); the cloud settings are :mod:`.cloud`'s."""
 
 from __future__ import annotations
 
-import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from typing import Any
 
-from yoda_step_io.vocabulary import (
-    CHECKPOINT_SCHEMES,
-    METRIC_NAMES,
-    RAW_DATA_SCHEMES,
-    base_model_problem,
-    lora_modules_problem,
-    metric_names_problem,
-    split_names,
-    uri_problem,
-)
+from yoda_step_io.values import split_names
 
 
 def allowed(problem: str | None, value: Any) -> Any:
@@ -26,48 +17,42 @@ def allowed(problem: str | None, value: Any) -> Any:
     return value
 
 
-#: A Model Registry display name (the endpoint's too).
-REGISTRY_NAME = re.compile(r"^[A-Za-z0-9_-]{1,100}$")
-
-
 def one_of(allowed: tuple[str, ...], what: str) -> Callable[[str], str | None]:
     """A check that ``value`` is among ``allowed``: "expected <what>: a, b, …" when not."""
     return lambda value: None if value in allowed else f"expected {what}: {', '.join(allowed)}"
 
 
-#: parameter -> why its value is refused (None: allowed); the pydantic types check the rest.
-CHECKS: dict[str, Callable[[Any], str | None]] = {
-    "raw_data_uri": lambda v: uri_problem(v, RAW_DATA_SCHEMES, file=True),
-    "base_model": base_model_problem,
-    "max_steps": lambda v: None if v == -1 or v > 0 else "expected -1 (use the epochs) or > 0",
-    "checkpoint_dir": lambda v: uri_problem(v, CHECKPOINT_SCHEMES),
-    "evaluation_metrics": metric_names_problem,
-    "gate_metric": one_of(METRIC_NAMES, "one of"),
-    "registry_model_name": lambda v: (
-        None if REGISTRY_NAME.match(v) else "expected letters, digits, _ and -, at most 100"
-    ),
-}
+def cross_step_problems(gate_metric: str, evaluation_metrics: str) -> list[str]:
+    """The gate decides on a metric the evaluation step scores (each step alone cannot know)."""
+    evaluated = split_names(evaluation_metrics)
+    if evaluated and gate_metric not in evaluated:
+        return [
+            f"YODA_GATE_METRIC={gate_metric!r} (--set gate_metric=): not among "
+            f"YODA_EVALUATION_METRICS={','.join(evaluated)!r}: the gate needs its scores; add it "
+            "there, or gate on one of those"
+        ]
+    return []
 
 
-def _gate_metric_problem(value: str, others: Mapping[str, Any]) -> str | None:
-    evaluated = split_names(str(others.get("evaluation_metrics", "")))
-    if evaluated and value not in evaluated:
-        return (
-            f"not among YODA_EVALUATION_METRICS={','.join(evaluated)!r}: the gate needs its "
-            "scores; add it there, or gate on one of those"
-        )
-    return None
-
-
-#: parameter -> why its value is refused given the rows declared before it (None: allowed).
-CROSS_CHECKS: dict[str, Callable[[Any, Mapping[str, Any]], str | None]] = {
-    "lora_target_modules": lambda v, others: lora_modules_problem(
-        v, str(others.get("base_model", ""))
-    ),
-    "gate_metric": _gate_metric_problem,
-}
-
-
+#: The GPUs of Vertex AI custom jobs: the NVIDIA members of google-cloud-aiplatform's
+#: ``aiplatform_v1.types.AcceleratorType`` (a test checks they agree; importing that module
+#: takes seconds, too long for every command).
+GPU_TYPES = (
+    "NVIDIA_TESLA_K80",
+    "NVIDIA_TESLA_P100",
+    "NVIDIA_TESLA_V100",
+    "NVIDIA_TESLA_P4",
+    "NVIDIA_TESLA_T4",
+    "NVIDIA_TESLA_A100",
+    "NVIDIA_A100_80GB",
+    "NVIDIA_L4",
+    "NVIDIA_H100_80GB",
+    "NVIDIA_H100_MEGA_80GB",
+    "NVIDIA_H200_141GB",
+    "NVIDIA_B200",
+    "NVIDIA_GB200",
+    "NVIDIA_RTX_PRO_6000",
+)
 #: GPUs of one type that one machine takes (Compute Engine's shapes, which Vertex AI custom
 #: training runs on), as SkyPilot transcribes https://cloud.google.com/compute/docs/gpus:
 #: https://github.com/skypilot-org/skypilot/blob/005261080a6b8102f3d95ff2147a855250f40272/sky/catalog/gcp_catalog.py

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import re
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -45,7 +46,7 @@ from yoda_pipeline.local_commands import (
 )
 from yoda_pipeline.report import add_report_flags, report_command
 from yoda_pipeline.run_log import ANSI
-from yoda_pipeline.settings import PipelineSettings, SettingsError, local_problems, settings_error
+from yoda_pipeline.settings import PipelineSettings, settings_error
 from yoda_step_io import StepError
 
 logger = logging.getLogger("yoda_pipeline")
@@ -56,23 +57,30 @@ Flags = Callable[[argparse.ArgumentParser], None]
 @dataclass(frozen=True)
 class Command:
     """A subcommand: its name and help, what adds its flags, and what runs it with the settings
-    (returning its exit status, or None). ``local``: the settings must also suit this machine."""
+    (returning its exit status, or None)."""
 
     name: str
     help: str
     run: Callable[[argparse.Namespace, PipelineSettings], int | None]
     flags: tuple[Flags, ...] = ()
-    local: bool = False
 
 
 def add_set_flag(parser: argparse.ArgumentParser) -> None:
-    """``--set NAME=VALUE``: any pipeline parameter (:func:`parse_sets`)."""
+    """``--set NAME=VALUE`` (repeatable) and ``--sets "NAME=VALUE NAME=VALUE"`` (what
+    ``make … SET=…`` passes): any pipeline parameter (:func:`parse_sets`)."""
     parser.add_argument(
         "--set",
         action="append",
         default=[],
         metavar="NAME=VALUE",
         help="any pipeline parameter, e.g. --set lora_r=16 --set max_steps=5 (repeatable)",
+    )
+    parser.add_argument(
+        "--sets",
+        default="",
+        metavar="'NAME=VALUE NAME=VALUE'",
+        help="several pairs in one text, as make's SET passes them: a new pair starts where a "
+        "space is followed by NAME=; values are taken verbatim (spaces, quotes and JSON kept)",
     )
 
 
@@ -87,7 +95,6 @@ COMMANDS = (
         "compile, then run offline on this machine",
         run_local_command,
         (add_run_local_flags, add_set_flag),
-        local=True,
     ),
     Command(
         "run-docker",
@@ -95,7 +102,6 @@ COMMANDS = (
         "the images come from `make build-images-local`",
         run_docker_command,
         (add_run_docker_flags, add_set_flag),
-        local=True,
     ),
     Command(
         "submit",
@@ -160,27 +166,37 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+#: Where a new ``NAME=`` pair starts in ``--sets``: after spaces, a parameter's name and ``=``.
+_NEXT_PAIR = re.compile(r"\s+(?=[a-z][a-z0-9_]*=)")
+
+
+def split_sets(text: str) -> list[str]:
+    """``"a=1 b=x y c=[1, 2]"`` -> ``["a=1", "b=x y", "c=[1, 2]"]``: each value verbatim, up to
+    the next space followed by ``name=``."""
+    return [pair for pair in _NEXT_PAIR.split(text.strip()) if pair]
+
+
 def parse_sets(pairs: Sequence[str]) -> dict[str, str]:
     """``--set`` pairs -> ``{name: value}``.
 
     Raises:
-        ValueError: a pair is not ``NAME=VALUE`` with a pipeline parameter's name.
+        ValueError: a pair is not ``NAME=VALUE`` with a parameter's name.
     """
     overrides: dict[str, str] = {}
     for pair in pairs:
         name, sep, value = pair.partition("=")
-        if not sep or name not in PipelineSettings.PARAMETERS:
+        if not sep or name not in PipelineSettings.ROWS:
             raise ValueError(
                 f"--set {pair!r}: expected NAME=VALUE with NAME one of "
-                f"{', '.join(PipelineSettings.PARAMETERS)}"
+                f"{', '.join(PipelineSettings.ROWS)}"
             )
         overrides[name] = value
     return overrides
 
 
 def _settings(args: argparse.Namespace) -> PipelineSettings:
-    """Settings from the environment/.env, overridden by the flags given, every value checked
-    against what it allows (and, for a local run, against this machine).
+    """Settings from the environment/.env, overridden by the flags given, each parsed as its
+    type (what a value may be is its step's to say: :mod:`yoda_pipeline.preflight`).
 
     Raises:
         SettingsError: one line naming each bad setting (``YODA_NAME``, ``--set name=``).
@@ -190,15 +206,12 @@ def _settings(args: argparse.Namespace) -> PipelineSettings:
         for flag, setting in SETTING_FLAGS.items()
         if getattr(args, flag, None) is not None
     }
-    overrides.update(parse_sets(getattr(args, "set", [])))
+    pairs = [*split_sets(getattr(args, "sets", "")), *getattr(args, "set", [])]
+    overrides.update(parse_sets(pairs))
     try:
-        settings = PipelineSettings(**overrides)
+        return PipelineSettings(**overrides)
     except ValidationError as error:
         raise settings_error(error) from None
-    problems = local_problems(settings) if BY_NAME[args.command].local else []
-    if problems:
-        raise SettingsError("; ".join(problems))
-    return settings
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -10,7 +10,8 @@ from pathlib import Path
 from yoda_pipeline.checks import gpu_count_problem
 from yoda_pipeline.images import ImageLockError, load_image_lock, loopback_images
 from yoda_pipeline.settings import SMOLLM2, PipelineSettings
-from yoda_step_io.vocabulary import BASE_MODEL_FORMS, is_gs_uri, is_hub_id, is_local_path
+from yoda_step_io.gcs import GS_URI
+from yoda_step_io.models import BASE_MODEL_FORMS, is_hub_id, is_local_path
 
 _PROJECT = re.compile(r"^[a-z][a-z0-9-]{4,28}[a-z0-9]$")
 _REGION = re.compile(r"^[a-z]+-[a-z]+[0-9]+$")
@@ -160,7 +161,7 @@ def _model_problems(settings: PipelineSettings) -> list[str]:
             f"YODA_BASE_MODEL={base!r} is a local path: use {BASE_MODEL_FORMS} "
             "(its copy: make cache-base-model)"
         )
-    elif not (is_hub_id(base) or is_gs_uri(base)):
+    elif not (is_hub_id(base) or GS_URI.match(base)):
         problems.append(f"YODA_BASE_MODEL={base!r}: expected {BASE_MODEL_FORMS}")
     if settings.checkpoint_dir and not settings.checkpoint_dir.startswith(("gs://", "/gcs/")):
         problems.append(

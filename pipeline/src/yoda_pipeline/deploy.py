@@ -17,7 +17,7 @@ from typing import Any
 from yoda_pipeline.cloud import validate_for_endpoint
 from yoda_pipeline.settings import PipelineSettings
 from yoda_step_io import StepError
-from yoda_step_io.vertex import init_vertex
+from yoda_step_io.vertex import init_vertex, vertex_errors
 
 logger = logging.getLogger(__name__)
 
@@ -127,15 +127,19 @@ def undeploy(settings: PipelineSettings) -> str:
 
 def deploy_command(_: argparse.Namespace, settings: PipelineSettings) -> None:
     """deploy: the endpoint's name."""
-    print(f"Deployed to {deploy(settings)}")
+    with vertex_errors("deploying", settings.vertex_api_endpoint or None):
+        print(f"Deployed to {deploy(settings)}")
 
 
 def ask_command(args: argparse.Namespace, settings: PipelineSettings) -> None:
     """ask-endpoint: each sentence and its answer."""
-    for sentence, answer in zip(args.sentences, ask(settings, args.sentences), strict=True):
+    with vertex_errors("asking the endpoint", settings.vertex_api_endpoint or None):
+        answers = ask(settings, args.sentences)
+    for sentence, answer in zip(args.sentences, answers, strict=True):
         print(f"> {sentence}\n{answer or '(empty answer)'}\n")
 
 
 def undeploy_command(_: argparse.Namespace, settings: PipelineSettings) -> None:
     """undeploy: the deleted endpoint's name."""
-    print(f"Undeployed and deleted {undeploy(settings)}")
+    with vertex_errors("undeploying", settings.vertex_api_endpoint or None):
+        print(f"Undeployed and deleted {undeploy(settings)}")

@@ -12,9 +12,12 @@ import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
+import yaml
+
 from yoda_pipeline.artifacts import run_output
-from yoda_pipeline.compile import compile_pipeline
+from yoda_pipeline.compile import compile_pipeline, compile_spec, preflight
 from yoda_pipeline.local_run import INPUTS_FOLDER, Runner, run_compiled_pipeline
+from yoda_pipeline.parameters import PUBLIC_DATA
 from yoda_pipeline.report import (
     EVALUATION_TASK,
     format_run_summary,
@@ -71,9 +74,9 @@ SMOLLM2_CPU_RECIPE: dict[str, object] = {
     "max_new_tokens": 32,
 }
 FULL_DATA_HINT = (
-    "base_model=smollm2 learns from the full data set: pass RAW_DATA=hf://datasets/dvgodoy/"
-    "yoda_sentences/sentences.csv (a network), or a local or gs:// copy of that CSV (the tests "
-    "use RAW_DATA=../shared/data/yoda_sentences.csv)"
+    f"base_model=smollm2 learns from the full data set: pass RAW_DATA={PUBLIC_DATA} (a "
+    "network), or a local or gs:// copy of that CSV (the tests use "
+    "RAW_DATA=../shared/data/yoda_sentences.csv)"
 )
 
 
@@ -89,7 +92,7 @@ def smollm2_settings(settings: PipelineSettings) -> dict[str, object]:
     Raises:
         StepError: no raw data given (the embedded sample is too small to learn from).
     """
-    if not settings.raw_data_uri:
+    if "raw_data_uri" not in settings.model_fields_set:
         raise StepError(FULL_DATA_HINT)
     explicit = settings.model_fields_set
     recipe = {name: value for name, value in SMOLLM2_CPU_RECIPE.items() if name not in explicit}
@@ -99,7 +102,7 @@ def smollm2_settings(settings: PipelineSettings) -> dict[str, object]:
 def offline_settings(settings: PipelineSettings) -> PipelineSettings:
     """Fill in what an offline run needs, where the user did not set it themselves.
 
-    - raw data: the embedded sample CSV;
+    - raw data: the embedded sample CSV (not the public data set on the hub);
     - base model: the tiny Phi-3 (no hub download), generated on first use; ``smollm2``: the
       real small model, converted on first use, with its CPU recipe (:func:`smollm2_settings`);
     - quantization: ``auto`` (4-bit only where CUDA exists; the step logs the fallback).
@@ -108,7 +111,7 @@ def offline_settings(settings: PipelineSettings) -> PipelineSettings:
     updates: dict[str, object] = {}
     if settings.base_model == SMOLLM2:
         updates.update(smollm2_settings(settings))
-    if not settings.raw_data_uri:
+    if "raw_data_uri" not in explicit:
         updates["raw_data_uri"] = str(sample_data_path())
     if "base_model" not in explicit:
         updates["base_model"] = str(ensure_tiny_model(settings.tiny_model_dir))
@@ -155,8 +158,9 @@ def run_local(settings: PipelineSettings, *, runner: Runner = "subprocess") -> P
     stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S-%f")
     run_dir = settings.local_runs_dir / f"run-{stamp}"
     if runner == "docker":
+        preflight(settings, yaml.safe_load(compile_spec(settings)), here=True)  # before copying
         settings = stage_inputs(settings, run_dir / "outputs" / INPUTS_FOLDER)
-    pipeline_yaml = compile_pipeline(settings, run_dir / "pipeline.yaml")
+    pipeline_yaml = compile_pipeline(settings, run_dir / "pipeline.yaml", here=True)
     logger.info("running %s on %s", pipeline_yaml, settings.raw_data_uri)
     artifacts = run_compiled_pipeline(
         pipeline_yaml,

@@ -1,13 +1,16 @@
-"""The pipeline's parameters, declared once: each row is its name, type, default, bounds, help,
-and the step flags it goes to.
+"""The pipeline's parameters, declared once: each row is its name, type, default, help, and the
+step flags it goes to.
 
 The settings (``YODA_<NAME>``, ``--set name=``), the compiled pipeline's signature and each
 container component's inputs and flags are derived from these rows (:mod:`.signatures`), and
-so is ``docs/parameters.md``. ``tests/test_wiring.py`` parses every compiled container's
-arguments with its step's own CLI and checks each default against the step's. Adding a parameter
-is one row here plus its use in the step; values beyond type and bounds: :mod:`.checks`.
+so is ``docs/parameters.md``. What a value may be is the step's to say: its own flag checks it,
+and the pre-flight (:mod:`.preflight`) runs every task's arguments through them before anything
+runs. ``tests/test_wiring.py`` checks each default against the step's. Adding a parameter is
+one row here plus its flag in the step.
 
-A step flag the pipeline does not set is in :data:`FIXED`, with the reason.
+A row marked ``compiled`` is fixed when the pipeline is compiled (a constant of the task, not a
+run parameter the Vertex AI console offers). A step flag the pipeline does not set is in
+:data:`FIXED`, with the reason.
 """
 
 from __future__ import annotations
@@ -15,11 +18,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from pydantic import Field, JsonValue, ValidationInfo, field_validator
+from pydantic import Field, JsonValue
 from pydantic_settings import BaseSettings
-
-from yoda_pipeline.checks import CHECKS, CROSS_CHECKS, allowed
-from yoda_step_io.vocabulary import METRIC_NAMES
 
 #: The steps, by their field in :class:`~yoda_pipeline.components.StepComponents`.
 Step = Literal[
@@ -35,11 +35,16 @@ class To:
     flag: str
 
 
-def parameter(default: Any, help: str, *to: To, **bounds: Any) -> Any:
-    """One row: a settings field whose extra holds the flags it is passed to."""
+def parameter(default: Any, help: str, *to: To, compiled: bool = False) -> Any:
+    """One row: a settings field whose extra holds the flags it is passed to, and whether it is
+    fixed at compile time."""
     routes: list[JsonValue] = [[route.step, route.flag] for route in to]
-    return Field(default, description=help, json_schema_extra={"to": routes}, **bounds)
+    extra: dict[str, JsonValue] = {"to": routes, "compiled": compiled}
+    return Field(default, description=help, json_schema_extra=extra)
 
+
+#: The full public Yoda data set (720 rows) on the Hugging Face hub.
+PUBLIC_DATA = "hf://datasets/dvgodoy/yoda_sentences/sentences.csv"
 
 DATA: Step = "data_transformation"
 TUNE: Step = "fine_tuning"
@@ -51,19 +56,20 @@ class PipelineParameters(BaseSettings):
 
     # Data transformation
     raw_data_uri: str = parameter(
-        "",
+        PUBLIC_DATA,
         "raw CSV (sentence, translation, translation_extra): a local path, gs:// or hf:// URI; "
-        "empty: `make run-local` uses the embedded sample",
+        "the default is the public data set on the Hugging Face hub; left unset, `make "
+        "run-local` uses the embedded sample",
         To(DATA, "--raw-data-uri"),
     )
-    target_column: Literal["translation_extra", "translation"] = parameter(
+    target_column: str = parameter(
         "translation_extra",
         'the assistant\'s answer: translation_extra (with "Yes, hrrrm.", as in the article) or '
         "translation",
         To(DATA, "--target-column"),
     )
     test_fraction: float = parameter(
-        0.1, "share of rows held out as the test set", To(DATA, "--test-fraction"), gt=0.0, lt=1.0
+        0.1, "share of rows held out as the test set", To(DATA, "--test-fraction")
     )
     split_seed: int = parameter(42, "seed of the train/test shuffle", To(DATA, "--seed"))
 
@@ -73,46 +79,43 @@ class PipelineParameters(BaseSettings):
         "hub id, local folder or gs:// folder of any causal LM with a chat template; left unset, "
         "`make run-local` uses the generated tiny Phi-3",
         To(TUNE, "--base-model"),
+        To(INFER, "--base-model"),
     )
-    quantization: Literal["4bit", "auto", "none"] = parameter(
+    quantization: str = parameter(
         "4bit",
         "4bit (needs CUDA), auto (4bit with CUDA, else full precision, logged) or none; left "
         "unset, `make run-local` uses auto",
         To(TUNE, "--quantization"),
         To(INFER, "--quantization"),
     )
-    compute_dtype: Literal["auto", "float16", "bfloat16", "float32"] = parameter(
+    compute_dtype: str = parameter(
         "float16",
         "auto: bfloat16 where the GPU has it, else float16; bfloat16 on a T4 is refused",
         To(TUNE, "--compute-dtype"),
         To(INFER, "--compute-dtype"),
     )
-    lora_r: int = parameter(8, "LoRA rank", To(TUNE, "--lora-r"), gt=0)
-    lora_alpha: int = parameter(16, "LoRA alpha", To(TUNE, "--lora-alpha"), gt=0)
-    lora_dropout: float = parameter(
-        0.05, "LoRA dropout", To(TUNE, "--lora-dropout"), ge=0.0, lt=1.0
-    )
+    lora_r: int = parameter(8, "LoRA rank", To(TUNE, "--lora-r"))
+    lora_alpha: int = parameter(16, "LoRA alpha", To(TUNE, "--lora-alpha"))
+    lora_dropout: float = parameter(0.05, "LoRA dropout", To(TUNE, "--lora-dropout"))
     lora_target_modules: str = parameter(
         "auto",
         "auto (the architecture's own; Phi-3: o_proj,qkv_proj,gate_up_proj,down_proj), "
         "all-linear, or comma-separated module names",
         To(TUNE, "--target-modules"),
     )
-    learning_rate: float = parameter(
-        3e-4, "peak learning rate", To(TUNE, "--learning-rate"), gt=0.0
-    )
+    learning_rate: float = parameter(3e-4, "peak learning rate", To(TUNE, "--learning-rate"))
     num_train_epochs: float = parameter(
-        10.0, "epochs (max_steps > 0 overrides)", To(TUNE, "--num-train-epochs"), gt=0.0
+        10.0, "epochs (max_steps > 0 overrides)", To(TUNE, "--num-train-epochs")
     )
     max_steps: int = parameter(-1, "optimizer steps; -1: use the epochs", To(TUNE, "--max-steps"))
     per_device_train_batch_size: int = parameter(
-        16, "sequences per step on each device", To(TUNE, "--per-device-train-batch-size"), gt=0
+        16, "sequences per step on each device", To(TUNE, "--per-device-train-batch-size")
     )
     auto_find_batch_size: bool = parameter(
         True, "halve the batch on CUDA out-of-memory and retry", To(TUNE, "--auto-find-batch-size")
     )
     max_seq_length: int = parameter(
-        64, "tokens per training sequence", To(TUNE, "--max-seq-length"), gt=0
+        64, "tokens per training sequence", To(TUNE, "--max-seq-length")
     )
     packing: bool = parameter(True, "pack conversations into full sequences", To(TUNE, "--packing"))
     optim: str = parameter(
@@ -125,23 +128,20 @@ class PipelineParameters(BaseSettings):
         "recompute activations in the backward pass: less GPU memory, about a third more compute",
         To(TUNE, "--gradient-checkpointing"),
     )
-    logging_steps: int = parameter(
-        10, "a loss log every N steps", To(TUNE, "--logging-steps"), gt=0
-    )
+    logging_steps: int = parameter(10, "a loss log every N steps", To(TUNE, "--logging-steps"))
     validation_fraction: float = parameter(
         0.1,
         "share of the train split held out for the validation loss",
         To(TUNE, "--validation-fraction"),
-        gt=0.0,
-        lt=1.0,
     )
     training_seed: int = parameter(42, "seed of the training run", To(TUNE, "--seed"))
     accelerator_count: int = parameter(
         1,
         "GPUs of the fine-tuning task on Vertex AI, one data-parallel rank each (on a CPU: gloo "
-        "processes); the effective batch is per_device_train_batch_size times this",
+        "processes); the effective batch is per_device_train_batch_size times this; compiled "
+        "into the task's GPU request",
         To(TUNE, "--accelerator-count"),
-        gt=0,
+        compiled=True,
     )
     checkpoint_dir: str = parameter(
         "",
@@ -152,16 +152,16 @@ class PipelineParameters(BaseSettings):
 
     # Inference: greedy decoding by default; the sampling knobs apply only with do_sample.
     inference_batch_size: int = parameter(
-        16, "test prompts per generate call", To(INFER, "--batch-size"), gt=0
+        16, "test prompts per generate call", To(INFER, "--batch-size")
     )
     max_new_tokens: int = parameter(
-        64, "tokens generated per answer at most", To(INFER, "--max-new-tokens"), gt=0
+        64, "tokens generated per answer at most", To(INFER, "--max-new-tokens")
     )
     do_sample: bool = parameter(
         False, "sample instead of greedy decoding", To(INFER, "--do-sample")
     )
-    temperature: float = parameter(1.0, "sampling temperature", To(INFER, "--temperature"), gt=0.0)
-    top_p: float = parameter(1.0, "nucleus sampling's p", To(INFER, "--top-p"), gt=0.0, le=1.0)
+    temperature: float = parameter(1.0, "sampling temperature", To(INFER, "--temperature"))
+    top_p: float = parameter(1.0, "nucleus sampling's p", To(INFER, "--top-p"))
     with_base_model: bool = parameter(
         True,
         "the base model's answers too (the adapter switched off, one load): the report's baseline",
@@ -176,7 +176,7 @@ class PipelineParameters(BaseSettings):
     # Evaluation
     evaluation_metrics: str = parameter(
         "",
-        f"comma-separated ragas metrics among {', '.join(METRIC_NAMES)}; empty: all of them",
+        "comma-separated ragas metrics of the evaluation; empty: all of them",
         To("evaluation", "--metrics"),
     )
 
@@ -189,13 +189,13 @@ class PipelineParameters(BaseSettings):
         To("register", "--metric"),
     )
     gate_min_uplift_vs_base: float = parameter(
-        0.05, "margin over the base model", To("gate", "--min-uplift-vs-base"), ge=-1.0, le=1.0
+        0.05, "margin over the base model", To("gate", "--min-uplift-vs-base")
     )
     gate_min_uplift_vs_echo: float = parameter(
-        0.05, "margin over the echo baseline", To("gate", "--min-uplift-vs-echo"), ge=-1.0, le=1.0
+        0.05, "margin over the echo baseline", To("gate", "--min-uplift-vs-echo")
     )
     gate_min_score: float = parameter(
-        0.5, "the floor of the fine-tuned model's mean", To("gate", "--min-score"), ge=0.0, le=1.0
+        0.5, "the floor of the fine-tuned model's mean", To("gate", "--min-score")
     )
 
     # Registration
@@ -210,28 +210,21 @@ class PipelineParameters(BaseSettings):
         "", "Vertex AI region with T4 quota, e.g. europe-west4", To("register", "--location")
     )
 
-    @field_validator(*CHECKS)
-    @classmethod
-    def _allowed(cls, value: Any, info: ValidationInfo) -> Any:
-        return allowed(CHECKS[str(info.field_name)](value), value)
-
-    @field_validator(*CROSS_CHECKS)
-    @classmethod
-    def _allowed_beside(cls, value: Any, info: ValidationInfo) -> Any:
-        return allowed(CROSS_CHECKS[str(info.field_name)](value, info.data), value)
-
     def parameter_values(self) -> dict[str, Any]:
-        """The pipeline's parameter values, by pipeline parameter name."""
+        """The pipeline's run parameters (not the compiled rows), by name."""
         return {name: getattr(self, name) for name in PARAMETERS}
 
 
-#: the pipeline parameters, in the order the pipeline declares them
-PARAMETERS: tuple[str, ...] = tuple(PipelineParameters.model_fields)
+def is_compiled(name: str) -> bool:
+    """Whether the row ``name`` is fixed at compile time."""
+    extra = PipelineParameters.model_fields[name].json_schema_extra
+    return isinstance(extra, dict) and bool(extra.get("compiled"))
+
+
+#: every row, in the order of the table
+ROWS: tuple[str, ...] = tuple(PipelineParameters.model_fields)
+#: the pipeline's run parameters, in the order the pipeline declares them
+PARAMETERS: tuple[str, ...] = tuple(name for name in ROWS if not is_compiled(name))
 
 #: step -> flag -> why the pipeline leaves that step flag at the step's default (or unset)
-FIXED: dict[Step, dict[str, str]] = {
-    "inference": {
-        "--base-model": "the base is the one the adapter records (adapter_config.json), so "
-        "inference cannot be given a base the adapter was not trained on",
-    },
-}
+FIXED: dict[Step, dict[str, str]] = {}

@@ -6,7 +6,7 @@ from typing import Any
 from kfp import dsl
 
 from yoda_pipeline.components import StepComponents
-from yoda_pipeline.parameters import PARAMETERS, Step
+from yoda_pipeline.parameters import PARAMETERS, Step, is_compiled
 from yoda_pipeline.settings import PipelineSettings
 from yoda_pipeline.signatures import kfp_function, kfp_type, step_parameters
 
@@ -46,7 +46,11 @@ def build_pipeline(components: StepComponents, settings: PipelineSettings) -> An
 
     def wire(values: dict[str, Any]) -> None:
         def given(step: Step) -> dict[str, Any]:
-            return {name: values[name] for name in step_parameters(step)}
+            """The step's parameters: run parameters, or constants of the compiled rows."""
+            return {
+                name: getattr(settings, name) if is_compiled(name) else values[name]
+                for name in step_parameters(step)
+            }
 
         data = components.data_transformation(**given("data_transformation"))
         data.set_display_name("Data transformation")
@@ -54,8 +58,7 @@ def build_pipeline(components: StepComponents, settings: PipelineSettings) -> An
         fine_tuning = components.fine_tuning(
             train_dataset=data.outputs["train"], **given("fine_tuning")
         ).set_display_name("Fine-tuning (QLoRA)")
-        # as many GPUs as ranks: compiled in (KFP's local runner cannot fill a run-time count);
-        # a run started with more ranks than the compiled GPUs fails at once with one line
+        # as many GPUs as ranks, both compiled in: a GPU request is fixed when the spec is made
         _gpu_task(fine_tuning, settings, gpus=settings.accelerator_count)
 
         inference = components.inference(

@@ -14,9 +14,8 @@ from typing import Any, ClassVar
 from pydantic import Field, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import SettingsConfigDict
 
-from yoda_pipeline.checks import allowed, one_of
-from yoda_pipeline.parameters import PARAMETERS, PipelineParameters
-from yoda_step_io.vocabulary import BASE_MODEL_FORMS, GPU_TYPES, is_local_path
+from yoda_pipeline.checks import GPU_TYPES, allowed, one_of
+from yoda_pipeline.parameters import PARAMETERS, ROWS, PipelineParameters
 
 #: The offline image lock: placeholder digests, valid in form, never pulled (the local runner
 #: executes each step's command on the host). Cloud Build writes the real one.
@@ -63,8 +62,13 @@ CHECKS: dict[str, Callable[[Any], str | None]] = {
 class PipelineSettings(PipelineParameters):
     """Every setting: the pipeline's parameters (their table) and how to compile, run and submit."""
 
+    # no NaN or infinity: a KFP parameter is JSON, which has neither
     model_config = SettingsConfigDict(
-        env_prefix="YODA_", env_file=".env", env_file_encoding="utf-8", extra="ignore"
+        env_prefix="YODA_",
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+        allow_inf_nan=False,
     )
 
     image_lock: Path = Field(CLOUD_IMAGE_LOCK, description="JSON file: step -> image@sha256")
@@ -92,8 +96,10 @@ class PipelineSettings(PipelineParameters):
     memory_limit: str = "50G"
     gpu_task_retries: int = Field(2, ge=0, le=10, description="retries of a failed GPU task")
 
-    #: the pipeline parameters, in the order the pipeline declares them (their table's rows)
+    #: the pipeline's run parameters, in the order the pipeline declares them
     PARAMETERS: ClassVar[tuple[str, ...]] = PARAMETERS
+    #: every row of the parameter table (the compiled ones too): what ``--set`` takes
+    ROWS: ClassVar[tuple[str, ...]] = ROWS
 
     @field_validator(*CHECKS)
     @classmethod
@@ -103,7 +109,7 @@ class PipelineSettings(PipelineParameters):
 
 def variable(name: str, value: object) -> str:
     """``YODA_NAME='value'``, and ``(--set name=)`` where that flag takes it."""
-    flag = f" (--set {name}=)" if name in PipelineSettings.PARAMETERS else ""
+    flag = f" (--set {name}=)" if name in PipelineSettings.ROWS else ""
     return f"YODA_{name.upper()}={value!r}{flag}"
 
 
@@ -117,25 +123,3 @@ def settings_error(error: ValidationError) -> SettingsError:
             message = f"{variable(str(detail['loc'][0]), detail.get('input'))}: {message}"
         problems.append(message)
     return SettingsError("; ".join(problems))
-
-
-def local_problems(settings: PipelineSettings) -> list[str]:
-    """What a run on this machine (run-local, run-docker) cannot use, each naming its variable."""
-    from yoda_step_io.models import gcs_mount_path  # only here: it imports the storage client
-
-    problems: list[str] = []
-    base = settings.base_model
-    if is_local_path(base) and not Path(base).is_dir():
-        problems.append(
-            f"{variable('base_model', base)}: no such folder; expected a model folder, "
-            f"{BASE_MODEL_FORMS}"
-        )
-    checkpoints = settings.checkpoint_dir
-    bucket = checkpoints.removeprefix("gs://").split("/", 1)[0]
-    if checkpoints.startswith("gs://") and not gcs_mount_path(f"gs://{bucket}").is_dir():
-        problems.append(
-            f"{variable('checkpoint_dir', checkpoints)}: gs:// checkpoints are written through "
-            "Vertex AI's Cloud Storage mount, which this machine lacks: give a local folder or "
-            "leave it empty"
-        )
-    return problems

@@ -8,7 +8,7 @@ import typing
 from collections.abc import Callable, Mapping
 from typing import Any, Literal
 
-from yoda_pipeline.parameters import PARAMETERS, PipelineParameters, Step, To
+from yoda_pipeline.parameters import ROWS, PipelineParameters, Step, To
 
 
 def routes(name: str) -> tuple[To, ...]:
@@ -19,8 +19,9 @@ def routes(name: str) -> tuple[To, ...]:
 
 
 def step_parameters(step: Step) -> dict[str, str]:
-    """Parameter name -> flag, for the parameters ``step`` takes, in declaration order."""
-    return {name: route.flag for name in PARAMETERS for route in routes(name) if route.step == step}
+    """Parameter name -> flag, for the parameters ``step`` takes (the compiled rows too), in
+    declaration order."""
+    return {name: route.flag for name in ROWS for route in routes(name) if route.step == step}
 
 
 def kfp_type(name: str) -> type:

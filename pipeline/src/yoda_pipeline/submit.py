@@ -11,7 +11,7 @@ from pathlib import Path
 from yoda_pipeline.cloud import parse_labels, pipeline_root, validate_for_cloud
 from yoda_pipeline.compile import compile_pipeline
 from yoda_pipeline.settings import PipelineSettings
-from yoda_step_io.vertex import init_vertex, is_local
+from yoda_step_io.vertex import init_vertex, is_local, vertex_errors
 
 logger = logging.getLogger(__name__)
 
@@ -78,7 +78,7 @@ def submit_pipeline(settings: PipelineSettings, template: Path) -> str:
         project=settings.project_id,
         location=settings.region,
     )
-    with local_endpoint_only(endpoint):
+    with local_endpoint_only(endpoint), vertex_errors("submitting the run", endpoint):
         job.submit(
             service_account=settings.service_account or None,
             experiment=settings.experiment or None,

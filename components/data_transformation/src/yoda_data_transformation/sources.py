@@ -5,10 +5,40 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from yoda_step_io import StepError
-from yoda_step_io.gcs import split_gs_uri, storage_client
+from yoda_step_io import BadValueError, StepError
+from yoda_step_io.gcs import GS_URI, split_gs_uri, storage_client
+from yoda_step_io.values import text
 
 logger = logging.getLogger(__name__)
+
+SCHEMES = ("gs://", "hf://")
+
+
+def uri_problem(value: str) -> str | None:
+    """Why ``value`` is neither a local path nor a ``gs://BUCKET/PATH/FILE`` or ``hf://…`` URI."""
+    if "://" not in value:
+        return None if value.strip() else "expected a local path, gs:// or hf:// URI"
+    scheme = value.split("://", 1)[0] + "://"
+    path = value.removeprefix(scheme).strip("/")
+    if scheme not in SCHEMES:
+        return f"unsupported scheme {scheme}: expected a local path or {', '.join(SCHEMES)}"
+    if scheme == "gs://" and (not GS_URI.match(value) or "/" not in path):
+        return "expected gs://BUCKET/PATH/FILE (a bucket name, a path)"
+    return None if path else f"expected {scheme}… with a path after the scheme"
+
+
+#: ``--raw-data-uri``: a local CSV, or one on Cloud Storage or the Hugging Face hub.
+RAW_DATA = text("the raw CSV: a local path, gs://BUCKET/PATH/FILE or hf://…", uri_problem)
+
+
+def check_local_source(uri: str) -> None:
+    """A local raw CSV must exist (where the step runs).
+
+    Raises:
+        BadValueError: it does not, or is not a file.
+    """
+    if "://" not in uri and not Path(uri).is_file():
+        raise BadValueError("--raw-data-uri", uri, "no such file")
 
 
 def _read_gcs(uri: str) -> bytes:
@@ -50,12 +80,9 @@ def read_bytes(uri: str) -> bytes:
         data = _read_gcs(uri)
     elif uri.startswith("hf://"):
         data = _read_hf(uri)
-    elif "://" in uri:
-        raise StepError(f"unsupported URI scheme in {uri!r}: use a local path, gs:// or hf://")
     else:
         path = Path(uri)
-        if not path.is_file():
-            raise StepError(f"raw data file {uri} does not exist (or is not a file)")
+        check_local_source(uri)
         try:
             data = path.read_bytes()
         except OSError as error:

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from yoda_data_transformation.sources import read_bytes
-from yoda_step_io import StepError, local_inputs, outputs_in_place, timed
+from yoda_step_io import BadValueError, StepError, local_inputs, outputs_in_place, timed
 from yoda_step_io.conversations import Conversation
 
 logger = logging.getLogger(__name__)
@@ -56,16 +56,6 @@ class TransformResult:
             **{f"rows_dropped_{reason}": count for reason, count in self.rows_dropped.items()},
             "format": "jsonl-messages",
         }
-
-
-def validate_parameters(target_column: str, test_fraction: float) -> None:
-    """Refuse an unknown target column or a test fraction outside (0, 1)."""
-    if target_column not in TARGET_COLUMNS:
-        raise StepError(
-            f"unknown target column {target_column!r}: choose one of {', '.join(TARGET_COLUMNS)}"
-        )
-    if not 0.0 < test_fraction < 1.0:
-        raise StepError(f"test_fraction must be between 0 and 1 (exclusive), got {test_fraction}")
 
 
 def parse_raw_csv(data: bytes, source: str, target_column: str) -> list[dict[str, str]]:
@@ -171,10 +161,15 @@ def split_records(
     n_rows = len(records)
     n_test = n_test_rows(n_rows, test_fraction)
     if n_test < 1 or n_test >= n_rows:
-        needed = next(n for n in range(2, 10_000) if 1 <= n_test_rows(n, test_fraction) < n)
-        raise StepError(
-            f"too few rows to split: {n_rows} usable row(s) with test_fraction {test_fraction} "
-            f"leave an empty split; need at least {needed} rows"
+        fits = (
+            f"with {n_rows} rows, a test_fraction from {0.5 / n_rows:.4g} to below "
+            f"{(n_rows - 0.5) / n_rows:.4g}" if n_rows >= 2 else "give at least 2 rows"
+        )  # fmt: skip
+        raise BadValueError(
+            "--test-fraction",
+            test_fraction,
+            f"of {n_rows} usable row(s) it leaves {n_test} test and {n_rows - n_test} train "
+            f"rows: each split needs one or more ({fits})",
         )
     order = list(range(n_rows))
     random.Random(seed).shuffle(order)
@@ -200,8 +195,8 @@ def transform(
     test_fraction: float = 0.1,
     seed: int = 42,
 ) -> TransformResult:
-    """Read, validate, convert and split the raw data; write both splits or neither."""
-    validate_parameters(target_column, test_fraction)
+    """Read, validate, convert and split the raw data; write both splits or neither. The values
+    are the CLI's, checked there."""
     with timed("reading raw data"):
         rows = parse_raw_csv(read_bytes(raw_data_uri), raw_data_uri, target_column)
     pairs, dropped = clean_rows(rows, target_column)

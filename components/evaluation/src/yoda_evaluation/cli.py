@@ -9,13 +9,13 @@ By hand::
 from __future__ import annotations
 
 import argparse
-from collections.abc import Sequence
 from pathlib import Path
 
 from yoda_evaluation.evaluate import evaluate_predictions
-from yoda_evaluation.metrics import METRICS, parse_metric_names
-from yoda_step_io import Metadata, add_executor_input_flag, run_cli, step_parser
+from yoda_evaluation.metrics import METRIC_LIST
+from yoda_step_io import Metadata, Step, add_executor_input_flag, step_parser
 from yoda_step_io.executor import input_metadata, load_executor_input
+from yoda_step_io.scores import METRIC_NAMES
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -28,18 +28,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--results-output", type=Path, required=True, help="per-sample CSV")
     parser.add_argument("--metrics-output", type=Path, required=True, help="metrics folder")
-    parser.add_argument(
-        "--metrics",
-        default="",
-        help=f"comma-separated, among: {', '.join(METRICS)} (default: all)",
-    )
+    parser.add_argument("--metrics", type=METRIC_LIST, default="", help=METRIC_LIST.words)
     add_executor_input_flag(parser)
     return parser
 
 
-def step(args: argparse.Namespace) -> Metadata:
+def body(args: argparse.Namespace) -> Metadata:
     """Score the predictions; the aggregates and the results' metadata."""
-    names = parse_metric_names(args.metrics)
+    names = args.metrics or METRIC_NAMES
     executor_input = load_executor_input(args.executor_input)  # for the upstream metadata
     upstream = {
         f"{prefix}cut_answers": float(metadata["cut_answers"])
@@ -64,11 +60,13 @@ def step(args: argparse.Namespace) -> Metadata:
     }
 
 
-def main(argv: Sequence[str] | None = None) -> None:
-    """Parse flags, score the predictions, report the aggregates to KFP."""
-    outputs, inputs = ("results_output", "metrics_output"), ("predictions", "base_predictions")
-    run_cli(build_parser(), argv, step, outputs=outputs, inputs=inputs)
-
+STEP = Step(
+    build_parser,
+    body,
+    outputs=("results_output", "metrics_output"),
+    inputs=("predictions", "base_predictions"),
+)
+main = STEP.main
 
 if __name__ == "__main__":
     main()

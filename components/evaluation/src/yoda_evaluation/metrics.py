@@ -10,8 +10,9 @@ import os
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
-from yoda_step_io import StepError
-from yoda_step_io.vocabulary import METRIC_NAMES
+from yoda_step_io import BadValueError
+from yoda_step_io.scores import METRIC_NAMES
+from yoda_step_io.values import names_in
 
 # ragas posts usage analytics unless told not to, and 0.3+ warns without a git binary.
 os.environ.setdefault("RAGAS_DO_NOT_TRACK", "true")
@@ -69,27 +70,22 @@ METRICS: dict[str, Callable[[], SingleTurnMetric]] = {
     "exact_match": _exact_match,
     "string_present": _string_present,
 }
-DEFAULT_METRICS = METRIC_NAMES
+assert tuple(METRICS) == METRIC_NAMES, "the shared names are these factories'"
+#: ``--metrics``: which to score (empty: all of them).
+METRIC_LIST = names_in(METRIC_NAMES, f"empty (all) or a comma list of {', '.join(METRIC_NAMES)}")
 
 
-def parse_metric_names(text: str) -> tuple[str, ...]:
-    """``"rouge_l, bleu"`` -> ``("rouge_l", "bleu")``; empty means every metric.
+def metric_definitions(names: Sequence[str] = METRIC_NAMES) -> list[SingleTurnMetric]:
+    """Fresh ragas metric objects for ``names`` (every metric if none), in the order given.
 
     Raises:
-        StepError: an unknown name (the message lists the valid ones).
+        BadValueError: a name that is not a metric here.
     """
-    names = tuple(dict.fromkeys(part.strip() for part in text.split(",") if part.strip()))
-    unknown = [name for name in names if name not in METRICS]
-    if unknown:
-        raise StepError(
-            f"unknown metric(s) {', '.join(unknown)}: choose among {', '.join(METRICS)}"
-        )
-    return names or DEFAULT_METRICS
-
-
-def metric_definitions(names: Sequence[str] = DEFAULT_METRICS) -> list[SingleTurnMetric]:
-    """Fresh ragas metric objects for ``names`` (validated by :func:`parse_metric_names`)."""
-    return [METRICS[name]() for name in parse_metric_names(",".join(names))]
+    chosen = tuple(names) or METRIC_NAMES
+    problem = METRIC_LIST.problem(chosen)
+    if problem:
+        raise BadValueError("--metrics", ",".join(chosen), problem)
+    return [METRICS[name]() for name in chosen]
 
 
 def compute_metrics(

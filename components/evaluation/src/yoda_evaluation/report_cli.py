@@ -11,10 +11,9 @@ results and metrics and the fine-tuning's metrics and model. By hand::
 from __future__ import annotations
 
 import argparse
-from collections.abc import Sequence
 from pathlib import Path
 
-from yoda_step_io import Metadata, add_executor_input_flag, outputs_in_place, run_cli, step_parser
+from yoda_step_io import Metadata, Step, add_executor_input_flag, outputs_in_place, step_parser
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -29,7 +28,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def step(args: argparse.Namespace) -> Metadata:
+def body(args: argparse.Namespace) -> Metadata:
     """Render and write the report; its size."""
     from yoda_evaluation.report import load_report_inputs, render_html, render_markdown
 
@@ -44,12 +43,13 @@ def step(args: argparse.Namespace) -> Metadata:
     return {"html": {**about, "bytes": len(html.encode())}, "markdown": {**about}}
 
 
-def main(argv: Sequence[str] | None = None) -> None:
-    """Parse flags, render the report, tell KFP its size."""
-    outputs = ("html_output", "markdown_output")
-    inputs = ("evaluation_results", "evaluation_metrics", "training_metrics", "model")
-    run_cli(build_parser(), argv, step, outputs=outputs, inputs=inputs)
-
+STEP = Step(
+    build_parser,
+    body,
+    outputs=("html_output", "markdown_output"),
+    inputs=("evaluation_results", "evaluation_metrics", "training_metrics", "model"),
+)
+main = STEP.main
 
 if __name__ == "__main__":
     main()

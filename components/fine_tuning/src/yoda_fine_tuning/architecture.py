@@ -7,28 +7,65 @@ other: peft's ``all-linear``); explicit names are checked against the loaded mod
 
 from __future__ import annotations
 
+import json
 import logging
+from pathlib import Path
 from typing import Any
 
-from yoda_step_io import StepError
-from yoda_step_io.vocabulary import (
-    ALL_LINEAR,
-    AUTO_TARGETS,
-    LLAMA_LINEAR_MODULES,
-    PHI3_LINEAR_MODULES,
-)
+from yoda_fine_tuning.hyperparams import ALL_LINEAR, AUTO_TARGETS
+from yoda_step_io import BadValueError, StepError
 
 logger = logging.getLogger(__name__)
 
-#: ``auto`` LoRA targets by ``config.model_type``; other architectures get ``all-linear``.
+LLAMA_LINEAR_MODULES = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+#: ``auto`` LoRA targets by ``config.model_type``, which are all its linear layers but the head;
+#: other architectures get ``all-linear``.
 DEFAULT_TARGETS: dict[str, tuple[str, ...]] = {
     "phi3": ("o_proj", "qkv_proj", "gate_up_proj", "down_proj"),  # the article's order
     **{arch: LLAMA_LINEAR_MODULES for arch in ("llama", "mistral", "qwen2", "gemma", "gemma2")},
 }
-assert set(DEFAULT_TARGETS["phi3"]) == set(PHI3_LINEAR_MODULES)
+#: A base model's architecture told by a word in its name, before anything is loaded.
+ARCHITECTURE_BY_NAME = {
+    "phi-3": "phi3", "phi3": "phi3", "llama": "llama", "smollm": "llama", "qwen": "qwen2",
+    "mistral": "mistral",
+}  # fmt: skip
 #: Tokens that tokenizers keep spare for padding, in order of preference.
 SPARE_PAD_TOKENS = ("<|endoftext|>", "<|finetune_right_pad_id|>", "<pad>", "<|pad|>")
 ADDED_PAD_TOKEN = "<|pad|>"
+
+
+def architecture_of(base_model: str, here: bool) -> str | None:
+    """The base's ``model_type``: its config.json's (a local folder, on this machine), else a
+    word in its name (:data:`ARCHITECTURE_BY_NAME`), else unknown."""
+    config = Path(base_model) / "config.json"
+    if here and config.is_file():
+        try:
+            return str(json.loads(config.read_text(encoding="utf-8")).get("model_type") or "")
+        except (OSError, ValueError, AttributeError):
+            return None  # the loading reports an unreadable config
+    name = base_model.lower()
+    return next((arch for word, arch in ARCHITECTURE_BY_NAME.items() if word in name), None)
+
+
+def check_target_names(targets: tuple[str, ...], base_model: str, here: bool) -> None:
+    """Before loading: named LoRA targets must be linear layers of the base's architecture,
+    where it is known (:func:`architecture_of`); the loaded model checks the rest
+    (:func:`resolve_target_modules`).
+
+    Raises:
+        BadValueError: a name that architecture does not have.
+    """
+    if targets in ((AUTO_TARGETS,), (ALL_LINEAR,)):
+        return
+    known = DEFAULT_TARGETS.get(architecture_of(base_model, here) or "")
+    unknown = [name for name in targets if known and name not in known]
+    if known and unknown:
+        raise BadValueError(
+            "--target-modules",
+            ",".join(targets),
+            f"{base_model} has the linear layers {', '.join(known)}: name some of those, or "
+            f"{AUTO_TARGETS} or {ALL_LINEAR} alone",
+        )
 
 
 def linear_module_names(model: Any) -> list[str]:

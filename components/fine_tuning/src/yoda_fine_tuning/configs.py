@@ -9,9 +9,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from yoda_fine_tuning.distributed import COLLECTIVE_TIMEOUT
-from yoda_fine_tuning.hyperparams import HyperParameters
+from yoda_fine_tuning.hyperparams import ALL_LINEAR, HyperParameters
 from yoda_fine_tuning.plan import RunPlan
-from yoda_step_io.vocabulary import ALL_LINEAR
+from yoda_step_io.chat import render_chat
 
 if TYPE_CHECKING:
     from peft import LoraConfig
@@ -96,7 +96,7 @@ def chat_formatter(tokenizer: PreTrainedTokenizerBase) -> Any:
     def format_messages(examples: dict[str, Any]) -> str | list[str]:
         messages = examples["messages"]
         if messages and isinstance(messages[0], dict):
-            return str(tokenizer.apply_chat_template(messages, tokenize=False))
-        return [str(tokenizer.apply_chat_template(m, tokenize=False)) for m in messages]
+            return render_chat(tokenizer, messages)
+        return [render_chat(tokenizer, m) for m in messages]
 
     return format_messages

@@ -1,6 +1,8 @@
 """Data-parallel fine-tuning: ``--accelerator-count N`` starts N ranks of this step with PyTorch's
-launcher (torch.distributed's elastic agent, what ``torchrun`` runs), each holding the base model
-on its own device while DDP averages the LoRA gradients; on a CPU, N gloo processes.
+process launcher (``torch.distributed.elastic.multiprocessing``, what ``torchrun`` runs its
+workers with), each holding the base model on its own device while DDP averages the LoRA
+gradients; on a CPU, N gloo processes. The ranks meet through a file, not a port, and talk over
+the loopback interface: one machine, nothing listening beyond it.
 
 Who writes what:
 - the launching process checks and marks the outputs, as a single process does, removes them if
@@ -21,14 +23,13 @@ import json
 import logging
 import os
 import sys
-import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from yoda_step_io import StepError
+from yoda_step_io import BadValueError, StepError
 
 logger = logging.getLogger(__name__)
 
@@ -36,6 +37,10 @@ logger = logging.getLogger(__name__)
 EXCHANGE_VARIABLE = "YODA_RANK_EXCHANGE"
 LAUNCHER_VARIABLE = "YODA_RANK_LAUNCHER"
 RESULT_FILE = "result.json"
+#: The file through which the ranks meet (torch's FileStore), in the launcher's folder.
+STORE_FILE = "store"
+#: The network interface the ranks talk over: one machine's loopback.
+LOOPBACK = "lo"
 #: How long a rank waits for the others at a collective. A rank that dies is seen by the
 #: launcher at once; one that hangs fails the step after this instead of holding the GPUs.
 COLLECTIVE_TIMEOUT = timedelta(minutes=10)
@@ -69,15 +74,13 @@ def this_process(environ: Mapping[str, str] = os.environ) -> Ranks:
     return Ranks(rank, size, local, Path(exchange))
 
 
-def check_count(count: int, cuda_devices: int) -> None:
-    """Raises :class:`StepError` for a rank count this machine cannot run."""
-    if count < 1:
-        raise StepError(f"--accelerator-count {count}: give 1 or more (the ranks to train with)")
+def check_gpus(count: int, cuda_devices: int) -> None:
+    """Raises :class:`BadValueError` for more ranks than this machine has GPUs (with CUDA)."""
     if cuda_devices and count > cuda_devices:
-        raise StepError(
-            f"--accelerator-count {count}: this machine has {cuda_devices} CUDA GPU(s); ask "
-            "for at most that many (on Vertex AI: set_accelerator_limit gives the task N GPUs)"
-        )
+        raise BadValueError(
+            "--accelerator-count", count, f"this machine has {cuda_devices} CUDA GPU(s): ask for "
+            "at most that many (on Vertex AI: set_accelerator_limit gives the task N GPUs)",
+        )  # fmt: skip
 
 
 def rank_argv(argv: Sequence[str]) -> list[str]:
@@ -95,60 +98,64 @@ def rank_argv(argv: Sequence[str]) -> list[str]:
 
 
 def launch(argv: Sequence[str], count: int, exchange: Path, *, cuda: bool) -> dict[str, Any]:
-    """Run ``count`` ranks of ``python -m yoda_fine_tuning argv`` on this machine and wait for
-    all of them; rank 0's result.
+    """Run ``count`` ranks of ``python -m yoda_fine_tuning argv`` on this machine with PyTorch's
+    process launcher and wait for all of them; rank 0's result.
+
+    One machine needs no rendezvous service: the ranks meet through a file in ``exchange``
+    (torch's FileStore), so no port is opened for it, and gloo or NCCL connect the ranks over
+    the loopback interface alone.
 
     Raises:
         StepError: the launcher is missing, or a rank failed: the first one, named, with its
             error line or how it died (the launcher stops the others at once).
     """
     try:
+        from torch.distributed.elastic.multiprocessing import DefaultLogsSpecs, start_processes
         from torch.distributed.elastic.multiprocessing.api import SignalException
-        from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
-        from torch.distributed.elastic.rendezvous.api import RendezvousError
-        from torch.distributed.launcher.api import LaunchConfig, elastic_launch
     except ImportError as error:
         raise StepError(
             f"PyTorch's launcher (torch.distributed) is missing here ({error}): install a torch "
             "build with torch.distributed, or pass --accelerator-count 1"
         ) from error
-    config = LaunchConfig(
-        min_nodes=1,
-        max_nodes=1,
-        nproc_per_node=count,
-        run_id=f"yoda-{uuid.uuid4().hex[:8]}",
-        rdzv_backend="c10d",
-        rdzv_endpoint="localhost:0",  # a free port: two runs on one machine do not collide
-        max_restarts=0,  # a failed rank fails the step; the task's retry resumes
-        monitor_interval=0.5,
-    )
-    environ = {EXCHANGE_VARIABLE: str(exchange), LAUNCHER_VARIABLE: str(os.getpid())}
+    shared = {
+        EXCHANGE_VARIABLE: str(exchange),
+        LAUNCHER_VARIABLE: str(os.getpid()),
+        "WORLD_SIZE": str(count),
+        "LOCAL_WORLD_SIZE": str(count),
+        "GLOO_SOCKET_IFNAME": LOOPBACK,
+        "NCCL_SOCKET_IFNAME": LOOPBACK,
+    }
     if not cuda and "OMP_NUM_THREADS" not in os.environ:  # the CPU's cores, shared out
-        environ["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // count))
+        shared["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // count))
     logger.info("starting %d ranks (%s)", count, "nccl" if cuda else "gloo, on the CPU")
-    os.environ.update(environ)  # the ranks inherit this process's environment
+    ranks = start_processes(
+        name="yoda-fine-tuning",
+        entrypoint=sys.executable,
+        args={rank: ("-m", "yoda_fine_tuning", *rank_argv(argv)) for rank in range(count)},
+        envs={
+            rank: {**shared, "RANK": str(rank), "LOCAL_RANK": str(rank)} for rank in range(count)
+        },
+        logs_specs=DefaultLogsSpecs(log_dir=str(exchange / "logs")),
+    )
     try:
-        elastic_launch(config, sys.executable)("-m", "yoda_fine_tuning", *rank_argv(argv))
-    except ChildFailedError as error:
-        failures = {rank: failure.exitcode for rank, failure in error.failures.items()}
-        rank = root_cause(failures, {rank: _said(exchange, rank) for rank in failures})
-        said = _said(exchange, rank)
-        raise StepError(
-            f"fine-tuning rank {rank} of {count} failed: "
-            f"{said[1] if said else _death(failures[rank])}"
-        ) from None
+        result = ranks.wait(period=0.5)  # until all are done, or one failed: the rest stopped
     except SignalException as error:  # the task cancelled or preempted: the ranks are stopped
         raise StepError(
             f"fine-tuning stopped by {error.sigval.name}, its {count} ranks with it: a retry "
             "resumes from the last checkpoint"
         ) from None
-    except RendezvousError as error:
-        raise StepError(f"the {count} ranks could not meet ({error})") from None
     finally:
-        for name in environ:
-            os.environ.pop(name, None)
-    result: dict[str, Any] = json.loads((exchange / RESULT_FILE).read_text(encoding="utf-8"))
-    return result
+        ranks.close()
+    if result is not None and result.is_failed():
+        failures = {rank: failure.exitcode for rank, failure in result.failures.items()}
+        rank = root_cause(failures, {rank: _said(exchange, rank) for rank in failures})
+        said = _said(exchange, rank)
+        raise StepError(
+            f"fine-tuning rank {rank} of {count} failed: "
+            f"{said[1] if said else _death(failures[rank])}"
+        )
+    loaded: dict[str, Any] = json.loads((exchange / RESULT_FILE).read_text(encoding="utf-8"))
+    return loaded
 
 
 def root_cause(exitcodes: Mapping[int, int], said: Mapping[int, tuple[str, str] | None]) -> int:
@@ -229,5 +236,12 @@ def join_ranks(ranks: Ranks, cuda: bool) -> None:
     if cuda:
         torch.cuda.set_device(ranks.local_rank)
     backend = "nccl" if cuda else "gloo"
-    dist.init_process_group(backend=backend, timeout=COLLECTIVE_TIMEOUT)
+    assert ranks.exchange is not None  # launched: the launcher's folder
+    dist.init_process_group(
+        backend=backend,
+        init_method=(ranks.exchange / STORE_FILE).resolve().as_uri(),
+        rank=ranks.rank,
+        world_size=ranks.size,
+        timeout=COLLECTIVE_TIMEOUT,
+    )
     logger.info("rank %d of %d joined (%s)", ranks.rank, ranks.size, backend)

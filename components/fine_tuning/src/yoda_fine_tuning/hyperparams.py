@@ -1,4 +1,5 @@
-"""The fine-tuning hyper-parameters: one typed object, the article's recipe as defaults.
+"""The fine-tuning hyper-parameters: one typed object, the article's recipe as defaults, and what
+each may be, declared once (each field is a flag of ``yoda-fine-tuning``).
 
 Recipe (dvgodoy, "Fine-Tuning Your First LLM"): 4-bit NF4 base with double quantisation,
 LoRA r=8, alpha=16, dropout 0.05 on ``o_proj, qkv_proj, gate_up_proj, down_proj`` (``auto``
@@ -12,82 +13,110 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
-from yoda_step_io import StepError
+from yoda_step_io import BadValueError
 from yoda_step_io.libraries import COMPUTE_DTYPES
-from yoda_step_io.quantization import check_quantization_mode
-from yoda_step_io.vocabulary import ALL_LINEAR, AUTO_TARGETS
+from yoda_step_io.quantization import QUANTIZATION
+from yoda_step_io.values import (
+    BOOLEAN,
+    SEED,
+    check_fields,
+    integer,
+    number,
+    one_of,
+    split_names,
+    text,
+    value,
+)
 
-Quantization = Literal["4bit", "auto", "none"]
+#: peft's special value: every linear layer but the output head.
+ALL_LINEAR = "all-linear"
+#: The base model's own LoRA targets, chosen by its architecture (architecture.py).
+AUTO_TARGETS = "auto"
+
+#: The optimizers of transformers 4.46 (``OptimizerNames``) that this image can build: torch's
+#: own and bitsandbytes' (8-bit and paged ones need CUDA). tests check them against transformers.
+OPTIMIZERS = (
+    "adamw_torch", "adamw_torch_fused", "adamw_hf", "adafactor", "sgd", "adagrad", "rmsprop",
+    "adamw_bnb_8bit", "adamw_8bit", "paged_adamw_8bit", "paged_adamw_32bit", "lion_8bit",
+    "lion_32bit", "paged_lion_8bit", "paged_lion_32bit", "rmsprop_bnb", "rmsprop_bnb_8bit",
+    "rmsprop_bnb_32bit", "ademamix", "ademamix_8bit", "paged_ademamix_8bit",
+    "paged_ademamix_32bit",
+)  # fmt: skip
+
+#: The most tokens one rank may train on (max_steps x batch x sequence length): weeks of a T4.
+MAX_TRAINING_TOKENS = 10**9
+
+
+def targets_problem(names: tuple[str, ...]) -> str | None:
+    """Why ``names`` is neither ``auto`` nor ``all-linear`` alone nor module names."""
+    if names in ((AUTO_TARGETS,), (ALL_LINEAR,)):
+        return None
+    special = {AUTO_TARGETS, ALL_LINEAR}
+    if not names or special & set(names) or not all(name.isidentifier() for name in names):
+        return (
+            f"expected a comma list of module names (e.g. q_proj,v_proj), or {AUTO_TARGETS} "
+            f"or {ALL_LINEAR} alone"
+        )
+    return None
+
+
+TARGETS = text(
+    f"{AUTO_TARGETS}, {ALL_LINEAR}, or a comma list of module names",
+    targets_problem,
+    kind=tuple,
+    convert=split_names,
+)
 
 
 @dataclass(frozen=True)
 class HyperParameters:
     """Everything that shapes a fine-tuning run. ``validate()`` before any heavy work."""
 
-    # quantisation of the base model: "4bit" needs CUDA; "auto" = 4bit with CUDA, else full
-    # precision (logged); "none" = full precision everywhere
-    quantization: Quantization = "4bit"
-    compute_dtype: str = "float16"
-    # LoRA
-    lora_r: int = 8
-    lora_alpha: int = 16
-    lora_dropout: float = 0.05
-    # auto: the architecture's own (Phi-3: the article's four, see architecture.py); all-linear;
-    # or names, checked against the loaded model
-    target_modules: tuple[str, ...] = (AUTO_TARGETS,)
-    # SFT
-    learning_rate: float = 3e-4
-    num_train_epochs: float = 10.0
-    max_steps: int = -1  # > 0 overrides the epochs (quick runs)
-    per_device_train_batch_size: int = 16
-    auto_find_batch_size: bool = True
-    max_seq_length: int = 64
-    packing: bool = True
-    optim: str = "paged_adamw_8bit"
-    gradient_checkpointing: bool = True
-    logging_steps: int = 10
-    validation_fraction: float = 0.1
-    seed: int = 42
+    quantization: str = value(
+        "4bit", QUANTIZATION, "4bit (needs CUDA), auto (4bit where CUDA is) or none"
+    )
+    compute_dtype: str = value("float16", one_of(*COMPUTE_DTYPES), "the 4-bit matmuls' dtype")
+    lora_r: int = value(8, integer(1, 1024), "LoRA rank")
+    lora_alpha: int = value(16, integer(1, 4096), "LoRA alpha")
+    lora_dropout: float = value(0.05, number(ge=0.0, lt=1.0), "LoRA dropout")
+    target_modules: tuple[str, ...] = value(
+        (AUTO_TARGETS,), TARGETS, "LoRA targets: auto is the architecture's own (architecture.py)"
+    )
+    learning_rate: float = value(3e-4, number(gt=0.0, le=10.0), "peak learning rate")
+    num_train_epochs: float = value(10.0, number(gt=0.0, le=1000.0), "epochs, unless max_steps")
+    max_steps: int = value(
+        -1,
+        integer(
+            1, 1_000_000, also=(-1,), words="-1 (the epochs decide) or 1 to 1000000, and at "
+            f"most {MAX_TRAINING_TOKENS:.0e} tokens per rank (x batch x sequence length)",
+        ),
+        "optimizer steps (-1: the epochs decide)",
+    )  # fmt: skip
+    per_device_train_batch_size: int = value(16, integer(1, 1024), "sequences per step, per rank")
+    auto_find_batch_size: bool = value(True, BOOLEAN, "halve the batch on CUDA out-of-memory")
+    max_seq_length: int = value(64, integer(8, 16384), "tokens per training sequence")
+    packing: bool = value(True, BOOLEAN, "pack conversations into full sequences")
+    optim: str = value("paged_adamw_8bit", one_of(*OPTIMIZERS), "a transformers optimizer")
+    gradient_checkpointing: bool = value(True, BOOLEAN, "recompute activations: less memory")
+    logging_steps: int = value(10, integer(1, 100_000), "a loss (and validation) every N steps")
+    validation_fraction: float = value(
+        0.1, number(gt=0.0, lt=1.0), "share of the train split held out for validation"
+    )
+    seed: int = value(42, SEED, "seed of the LoRA initialisation, shuffles and dropout")
 
     def validate(self) -> None:
-        """Raise :class:`StepError` naming the first invalid value and what is allowed."""
-        check_quantization_mode(self.quantization)
-        if self.compute_dtype not in COMPUTE_DTYPES:
-            raise StepError(
-                f"compute_dtype must be one of {', '.join(COMPUTE_DTYPES)}, "
-                f"got {self.compute_dtype!r}"
+        """Raise :class:`BadValueError` naming the first value that is not allowed (its flag)."""
+        check_fields(self)
+        tokens = self.max_steps * self.tokens_per_step()
+        if tokens > MAX_TRAINING_TOKENS:
+            raise BadValueError(
+                "--max-steps",
+                self.max_steps,
+                f"x {self.per_device_train_batch_size} sequences x {self.max_seq_length} tokens "
+                f"is {tokens:.3g} tokens per rank: at most {MAX_TRAINING_TOKENS:.0e}",
             )
-        positive = {
-            "lora_r": self.lora_r,
-            "lora_alpha": self.lora_alpha,
-            "learning_rate": self.learning_rate,
-            "num_train_epochs": self.num_train_epochs,
-            "per_device_train_batch_size": self.per_device_train_batch_size,
-            "max_seq_length": self.max_seq_length,
-            "logging_steps": self.logging_steps,
-        }
-        for name, value in positive.items():
-            if not value > 0:
-                raise StepError(f"{name} must be > 0, got {value}")
-        if not 0.0 <= self.lora_dropout < 1.0:
-            raise StepError(f"lora_dropout must be in [0, 1), got {self.lora_dropout}")
-        if not 0.0 < self.validation_fraction < 1.0:
-            raise StepError(
-                f"validation_fraction must be between 0 and 1 (exclusive), "
-                f"got {self.validation_fraction}"
-            )
-        special = {AUTO_TARGETS, ALL_LINEAR}
-        names = self.target_modules
-        if not names or (special & set(names) and len(names) > 1):
-            raise StepError(
-                f"target_modules {','.join(names) or '(none given)'}: give module names, or "
-                f"{AUTO_TARGETS} or {ALL_LINEAR} alone"
-            )
-        bad = [name for name in names if name not in special and not name.isidentifier()]
-        if bad:
-            raise StepError(f"target_modules: {', '.join(bad)} is not a module name")
 
     def tokens_per_step(self) -> int:
         """Tokens in one optimizer step with packing: every row is ``max_seq_length`` tokens."""
@@ -102,7 +131,7 @@ class HyperParameters:
     def numeric(self) -> dict[str, float]:
         """Numeric hyper-parameters, ``hp_``-prefixed: scalar metrics for the Metrics artifact."""
         return {
-            f"hp_{name}": float(value)
-            for name, value in dataclasses.asdict(self).items()
-            if isinstance(value, int | float)
+            f"hp_{name}": float(given)
+            for name, given in dataclasses.asdict(self).items()
+            if isinstance(given, int | float)
         }

@@ -41,16 +41,6 @@ def split_validation(conversations: list[Conversation], hp: HyperParameters) -> 
     return {"train": split["train"], "validation": split["test"]}
 
 
-def check_base_model(base_model: str) -> None:
-    """A local base model must be a directory with a ``config.json``; else it is a hub id."""
-    path = Path(base_model)
-    if path.is_dir():
-        if not (path / "config.json").is_file():
-            raise StepError(f"base model directory {base_model} has no config.json")
-    elif path.exists() or base_model.startswith((".", "/", "~")):
-        raise StepError(f"base model directory {base_model} does not exist")
-
-
 def load_tokenizer(base_model: str) -> tuple[PreTrainedTokenizerBase, bool]:
     """The base model's tokenizer, padding on the right with a token that is neither the end of
     a turn nor of the sequence (both are learnt); and whether that pad token had to be added

@@ -6,7 +6,7 @@ import logging
 from dataclasses import dataclass
 
 from yoda_fine_tuning.hyperparams import HyperParameters
-from yoda_step_io import StepError
+from yoda_step_io import BadValueError
 from yoda_step_io.libraries import compute_dtype_for
 from yoda_step_io.quantization import plan_quantization
 
@@ -39,7 +39,7 @@ def plan_run(hp: HyperParameters, cuda_available: bool, bf16_supported: bool = F
     silently.
 
     Raises:
-        StepError: 4-bit or a bitsandbytes optimizer was asked for explicitly without CUDA;
+        BadValueError: 4-bit or a bitsandbytes optimizer was asked for explicitly without CUDA;
             bfloat16 on a GPU without it.
     """
     dtype = compute_dtype_for(hp.compute_dtype, cuda_available, bf16_supported)
@@ -51,10 +51,10 @@ def plan_run(hp: HyperParameters, cuda_available: bool, bf16_supported: bool = F
     optim = hp.optim
     if _needs_bnb_optimizer(hp.optim):
         if hp.quantization != "auto":
-            raise StepError(
-                f"optimizer {hp.optim} needs CUDA (bitsandbytes): pass --optim adamw_torch "
-                "or --quantization auto"
-            )
+            raise BadValueError(
+                "--optim", hp.optim, "it needs CUDA (bitsandbytes): pass adamw_torch, or "
+                "--quantization auto",
+            )  # fmt: skip
         optim = "adamw_torch"
     logger.warning(
         "CUDA is not available: training the same LoRA adapter on a full-precision base "

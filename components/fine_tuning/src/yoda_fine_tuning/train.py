@@ -26,7 +26,6 @@ from yoda_fine_tuning.distributed import SINGLE, Ranks, join_ranks
 from yoda_fine_tuning.guards import check_converging, stop_on_non_finite
 from yoda_fine_tuning.hyperparams import HyperParameters
 from yoda_fine_tuning.loading import (
-    check_base_model,
     check_only_lora_trainable,
     count_parameters,
     load_model,
@@ -39,7 +38,7 @@ from yoda_fine_tuning.plan import RunPlan, plan_run
 from yoda_step_io import StepError, local_inputs, outputs_in_place, timed, timing
 from yoda_step_io.conversations import read_conversations
 from yoda_step_io.libraries import device_support, quiet_progress_bars, skip_bitsandbytes
-from yoda_step_io.models import model_revision, resolve_model
+from yoda_step_io.models import check_local_model, model_revision, resolve_model
 
 if TYPE_CHECKING:
     from datasets import Dataset
@@ -76,7 +75,7 @@ def fine_tune(
     join_ranks(ranks, plan.use_cuda)
     _check_gpus(plan, ranks)
     source = resolve_model(base_model)  # gs:// -> the /gcs mount or a local copy
-    check_base_model(source)
+    check_local_model(source)
     datasets = split_validation(read_conversations(train_path), hp)
     logger.info(
         "training on %d conversations, validating on %d; hyper-parameters: %s",

@@ -9,12 +9,20 @@ By hand, on a CPU::
 from __future__ import annotations
 
 import argparse
-from collections.abc import Sequence
 from pathlib import Path
 
 from yoda_inference.predict import GenerationParameters, predict_test_set
-from yoda_step_io import Metadata, add_executor_input_flag, parse_bool, run_cli, step_parser
-from yoda_step_io.vocabulary import QUANTIZATION_MODES
+from yoda_step_io import Metadata, Step, add_executor_input_flag, step_parser
+from yoda_step_io.libraries import COMPUTE_DTYPES, cuda_here
+from yoda_step_io.models import BASE_MODEL
+from yoda_step_io.quantization import QUANTIZATION, plan_quantization
+from yoda_step_io.values import BOOLEAN, add_field_flags, from_args, one_of, text
+
+#: Empty (by hand: the base the fine-tuning recorded) or the run's own base model.
+RUN_BASE = text(
+    f"empty (the base the fine-tuning recorded) or {BASE_MODEL.words}",
+    lambda name: BASE_MODEL.problem(name) if name else None,
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -29,43 +37,44 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--with-base-model",
-        type=parse_bool,
+        type=BOOLEAN,
         default=True,
         help="answer with the base model too (default true; false: a header-only CSV)",
     )
-    parser.add_argument("--base-model", default="", help="default: the adapter config's base")
-    parser.add_argument("--quantization", default="4bit", help=", ".join(QUANTIZATION_MODES))
-    parser.add_argument("--compute-dtype", default="float16")
+    parser.add_argument(
+        "--base-model",
+        type=RUN_BASE,
+        default="",
+        help="the run's base model, which must be the one the adapter was trained on",
+    )
+    parser.add_argument(
+        "--quantization", type=QUANTIZATION, default="4bit", help=QUANTIZATION.words
+    )
+    parser.add_argument("--compute-dtype", type=one_of(*COMPUTE_DTYPES), default="float16")
     parser.add_argument(
         "--merge-adapter",
-        type=parse_bool,
+        type=BOOLEAN,
         default=False,
         help="fold the adapter into a full-precision base for generation (not with 4-bit)",
     )
-    defaults = GenerationParameters()
-    parser.add_argument("--batch-size", type=int, default=defaults.batch_size)
-    parser.add_argument("--max-new-tokens", type=int, default=defaults.max_new_tokens)
-    parser.add_argument("--do-sample", type=parse_bool, default=defaults.do_sample)
-    parser.add_argument("--temperature", type=float, default=defaults.temperature)
-    parser.add_argument("--top-p", type=float, default=defaults.top_p)
+    add_field_flags(parser, GenerationParameters)
     add_executor_input_flag(parser)
     return parser
 
 
-def step(args: argparse.Namespace) -> Metadata:
+def check(args: argparse.Namespace, here: bool) -> None:
+    """On this machine: 4-bit needs CUDA."""
+    if here:
+        plan_quantization(args.quantization, cuda_here())
+
+
+def body(args: argparse.Namespace) -> Metadata:
     """Predict the test set; the predictions' metadata (throughput)."""
-    params = GenerationParameters(
-        batch_size=args.batch_size,
-        max_new_tokens=args.max_new_tokens,
-        do_sample=args.do_sample,
-        temperature=args.temperature,
-        top_p=args.top_p,
-    )
     result = predict_test_set(
         args.model_dir,
         args.test_dataset,
         args.predictions_output,
-        params=params,
+        params=from_args(GenerationParameters, args),
         base_predictions_path=args.base_predictions_output,
         with_base_model=args.with_base_model,
         base_model=args.base_model,
@@ -79,12 +88,14 @@ def step(args: argparse.Namespace) -> Metadata:
     return metadata
 
 
-def main(argv: Sequence[str] | None = None) -> None:
-    """Parse flags, predict the test set, report throughput metadata to KFP."""
-    outputs = ("predictions_output", "base_predictions_output")
-    inputs = ("test_dataset", "model_dir", "base_model")
-    run_cli(build_parser(), argv, step, outputs=outputs, inputs=inputs)
-
+STEP = Step(
+    build_parser,
+    body,
+    check,
+    outputs=("predictions_output", "base_predictions_output"),
+    inputs=("test_dataset", "model_dir", "base_model"),
+)
+main = STEP.main
 
 if __name__ == "__main__":
     main()

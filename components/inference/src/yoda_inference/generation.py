@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from yoda_step_io.chat import end_of_turn_token
+from yoda_step_io.chat import end_of_turn_token, render_chat
 
 #: Tokens that end the assistant's turn: anything after them is not the answer.
 _TURN_END = re.compile(r"<\|end\|>|<\|endoftext\|>|<\|user\|>|<\|assistant\|>|<\|system\|>|</s>")
@@ -26,10 +26,8 @@ def build_prompt(tokenizer: Any, sentence: str) -> str:
 
     For Phi-3 this is exactly ``<|user|>\\n{sentence}<|end|>\\n<|assistant|>\\n``.
     """
-    return str(
-        tokenizer.apply_chat_template(
-            [{"role": "user", "content": sentence}], tokenize=False, add_generation_prompt=True
-        )
+    return render_chat(
+        tokenizer, [{"role": "user", "content": sentence}], add_generation_prompt=True
     )
 
 

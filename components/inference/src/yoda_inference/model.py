@@ -5,14 +5,22 @@ from __future__ import annotations
 import json
 import logging
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from yoda_step_io import StepError, outputs_in_place, timing
+from yoda_step_io import BadValueError, StepError, outputs_in_place, timing
 from yoda_step_io.contract import ADAPTER_CONFIG, ADAPTER_WEIGHTS, HYPERPARAMETERS_FILE
 from yoda_step_io.gcs import download_prefix
 from yoda_step_io.libraries import device_compute_dtype, quiet_progress_bars, skip_bitsandbytes
-from yoda_step_io.models import cached_copy, check_revision, resolve_model
+from yoda_step_io.models import (
+    BASE_MODEL,
+    cached_copy,
+    check_local_model,
+    check_revision,
+    is_hub_id,
+    resolve_model,
+)
 from yoda_step_io.quantization import build_bnb_config, plan_quantization
 
 logger = logging.getLogger(__name__)
@@ -41,41 +49,72 @@ def download_model(model_uri: str, local_dir: str | Path) -> Path:
     return local_dir
 
 
-def adapter_base_model(model_dir: Path) -> str:
-    """The base model named in the adapter config.
+def check_adapter(model_dir: Path) -> None:
+    """``model_dir`` must hold a LoRA adapter: its config and weights.
 
     Raises:
-        StepError: ``model_dir`` is not a LoRA adapter directory.
+        StepError: it does not.
     """
-    config_path = model_dir / ADAPTER_CONFIG
     if not model_dir.is_dir():
         raise StepError(f"model directory {model_dir} does not exist")
+    config_path = model_dir / ADAPTER_CONFIG
     if not config_path.is_file() or not any((model_dir / w).is_file() for w in ADAPTER_WEIGHTS):
         raise StepError(
             f"{model_dir} holds no LoRA adapter ({ADAPTER_CONFIG} + adapter_model.safetensors): "
             "expected the fine-tuning step's Model artifact"
         )
-    try:
-        base = json.loads(config_path.read_text(encoding="utf-8"))["base_model_name_or_path"]
-    except (json.JSONDecodeError, KeyError) as error:
-        raise StepError(f"{config_path} does not name a base model: {error}") from error
-    return str(base)
 
 
-def trained_revision(model_dir: Path) -> str | None:
-    """The base model revision the adapter was trained on (its hyper-parameters file)."""
+@dataclass(frozen=True)
+class TrainedOn:
+    """The base model the fine-tuning step recorded in its own Model artifact
+    (``hyperparameters.json``): as the user named it, and its revision (None: unknown)."""
+
+    base_model: str
+    revision: str | None
+
+
+def trained_on(model_dir: Path) -> TrainedOn:
+    """What the adapter in ``model_dir`` was trained on, as the fine-tuning step recorded it.
+    peft's ``adapter_config.json`` is not read for this: whatever else wrote an adapter could
+    name any base there, and inference would download it.
+
+    Raises:
+        StepError: no adapter, no record, or a recorded base that is no model name.
+    """
+    check_adapter(model_dir)
     path = model_dir / HYPERPARAMETERS_FILE
-    if not path.is_file():
-        return None
     try:
-        revision = json.loads(path.read_text(encoding="utf-8")).get("base_model_revision")
-    except json.JSONDecodeError as error:
-        raise StepError(f"{path} is not valid JSON: {error}") from error
-    return None if revision in (None, "unknown") else str(revision)
+        record = json.loads(path.read_text(encoding="utf-8"))
+        base = record["base_model"]
+    except FileNotFoundError:
+        raise StepError(
+            f"{model_dir} has no {HYPERPARAMETERS_FILE}: expected a Model artifact of "
+            "yoda-fine-tuning, which records the base model it trained on"
+        ) from None
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        raise StepError(f"{path} does not record a base model: {error}") from error
+    problem = BASE_MODEL.problem(base) if isinstance(base, str) else "not text"
+    if problem:
+        raise StepError(f"{path} records base model {base!r}: {problem}")
+    revision = record.get("base_model_revision")
+    return TrainedOn(base, None if revision in (None, "unknown") else str(revision))
 
 
-def _is_folder(base_model: str) -> bool:
-    return base_model.startswith("gs://") or Path(base_model).is_dir()
+def base_for_run(model_dir: Path, run_base: str) -> TrainedOn:
+    """The base to load: the run's own (``run_base``, the pipeline's ``base_model``), which must
+    be the one the adapter was trained on; by hand (empty), the one recorded.
+
+    Raises:
+        BadValueError: the adapter was trained on another base.
+    """
+    trained = trained_on(model_dir)
+    if run_base and run_base != trained.base_model:
+        raise BadValueError(
+            "--base-model", run_base, f"the adapter in {model_dir} was trained on "
+            f"{trained.base_model}: inference loads the run's own base, never another",
+        )  # fmt: skip
+    return trained
 
 
 def use_4bit(quantization: str, cuda_available: bool) -> bool:
@@ -88,9 +127,10 @@ def use_4bit(quantization: str, cuda_available: bool) -> bool:
 
 
 def load_finetuned(
-    model_dir: Path, base_model: str, *, four_bit: bool, compute_dtype: str
+    model_dir: Path, trained: TrainedOn, *, four_bit: bool, compute_dtype: str
 ) -> tuple[Any, Any]:
-    """Base model (4-bit if ``four_bit``: see :func:`use_4bit`) + LoRA adapter; tokenizer."""
+    """The base the adapter was trained on (4-bit if ``four_bit``: see :func:`use_4bit`) + the
+    LoRA adapter; the tokenizer."""
     import torch
 
     if not four_bit:
@@ -106,12 +146,13 @@ def load_finetuned(
     cuda = torch.cuda.is_available()
     used = device_compute_dtype(compute_dtype)  # float32 on a CPU; no bfloat16 on a T4
     dtype = getattr(torch, used)
-    expected = trained_revision(model_dir)
-    pinned = {"revision": expected} if expected and not _is_folder(base_model) else {}
+    base_model, expected = trained.base_model, trained.revision
+    check_local_model(base_model)
+    # a hub model: exactly the commit the adapter was trained on; gs://: the mount or a copy
+    source = resolve_model(base_model, expected if is_hub_id(base_model) else None)
     try:
         base = AutoModelForCausalLM.from_pretrained(
-            resolve_model(base_model),  # gs:// -> the /gcs mount or a local copy
-            **pinned,  # a hub model: exactly the commit the adapter was trained on
+            source,
             quantization_config=build_bnb_config(used) if four_bit else None,
             torch_dtype=dtype,
             device_map={"": 0} if cuda else None,
@@ -168,13 +209,13 @@ def merge_adapter(model: Any, four_bit: bool) -> Any:
 
 def load_for_answers(model_uri: str, quantization: str, cache_dir: Path) -> tuple[Any, Any]:
     """A run's Model artifact (a folder, or ``gs://`` downloaded once into ``cache_dir``) loaded
-    to answer with: the base model its adapter names, 4-bit where asked and CUDA is, plus the
-    adapter; and the tokenizer. What ``yoda-predict`` and ``yoda-serve`` answer with."""
+    to answer with: the base model its fine-tuning recorded, 4-bit where asked and CUDA is, plus
+    the adapter; and the tokenizer. What ``yoda-predict`` and ``yoda-serve`` answer with."""
     import torch
 
     four_bit = use_4bit(quantization, torch.cuda.is_available())  # refused before any download
     gs = model_uri.startswith("gs://")
     model_dir = cached_copy(model_uri, cache_dir) if gs else Path(model_uri)
     return load_finetuned(
-        model_dir, adapter_base_model(model_dir), four_bit=four_bit, compute_dtype="float16"
+        model_dir, trained_on(model_dir), four_bit=four_bit, compute_dtype="float16"
     )

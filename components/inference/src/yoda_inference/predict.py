@@ -11,11 +11,10 @@ from typing import Any
 
 from yoda_inference.generation import build_prompt, generate
 from yoda_inference.model import (
-    adapter_base_model,
+    base_for_run,
     check_mergeable,
     load_finetuned,
     merge_adapter,
-    trained_revision,
     use_4bit,
 )
 from yoda_step_io import StepError, local_inputs, outputs_in_place
@@ -23,29 +22,29 @@ from yoda_step_io.answers import degenerate_counts, warn_if_degenerate
 from yoda_step_io.contract import PREDICTION_COLUMNS
 from yoda_step_io.conversations import Conversation, read_conversations
 from yoda_step_io.progress import ProgressLog
+from yoda_step_io.values import BOOLEAN, check_fields, integer, number, value
 
 logger = logging.getLogger(__name__)
 
 
+#: The most tokens one answer may have: a bound on the work of one generation.
+MAX_NEW_TOKENS = 2048
+
+
 @dataclass(frozen=True)
 class GenerationParameters:
-    """Decoding settings: greedy by default; sampling knobs apply only with ``do_sample``."""
+    """Decoding settings: greedy by default; sampling knobs apply only with ``do_sample``. Each
+    field is a flag of ``yoda-inference`` (:mod:`yoda_step_io.values`)."""
 
-    batch_size: int = 16
-    max_new_tokens: int = 64
-    do_sample: bool = False
-    temperature: float = 1.0
-    top_p: float = 1.0
+    batch_size: int = value(16, integer(1, 512), "prompts per generate call")
+    max_new_tokens: int = value(64, integer(1, MAX_NEW_TOKENS), "tokens per answer at most")
+    do_sample: bool = value(False, BOOLEAN, "sample instead of greedy decoding")
+    temperature: float = value(1.0, number(gt=0.0, le=100.0), "sampling temperature")
+    top_p: float = value(1.0, number(gt=0.0, le=1.0), "nucleus sampling's p")
 
     def validate(self) -> None:
-        if self.batch_size <= 0:
-            raise StepError(f"batch_size must be > 0, got {self.batch_size}")
-        if self.max_new_tokens <= 0:
-            raise StepError(f"max_new_tokens must be > 0, got {self.max_new_tokens}")
-        if self.do_sample and not 0 < self.temperature < float("inf"):  # NaN and inf too
-            raise StepError(f"temperature must be > 0 when sampling, got {self.temperature}")
-        if not 0.0 < self.top_p <= 1.0:
-            raise StepError(f"top_p must be in (0, 1], got {self.top_p}")
+        """Raise :class:`~yoda_step_io.BadValueError` naming the first value not allowed."""
+        check_fields(self)
 
     def generate_kwargs(self) -> dict[str, Any]:
         kwargs: dict[str, Any] = {
@@ -161,14 +160,14 @@ def predict_test_set(
     four_bit = use_4bit(quantization, torch.cuda.is_available())  # refuses 4-bit without CUDA
     if merge:
         check_mergeable(four_bit)  # before loading anything
-    named_base = adapter_base_model(model_dir)  # also checks that an adapter is there
-    base = base_model or named_base
+    trained = base_for_run(model_dir, base_model)  # also checks that an adapter is there
+    base = trained.base_model
     conversations = read_conversations(test_path)
     pairs = [
         user_and_reference(c, f"{test_path}, row {i + 1}") for i, c in enumerate(conversations)
     ]
     model, tokenizer = load_finetuned(
-        model_dir, base, four_bit=four_bit, compute_dtype=compute_dtype
+        model_dir, trained, four_bit=four_bit, compute_dtype=compute_dtype
     )
     users = [user for user, _ in pairs]
     base_answers: Answers | None = None
@@ -184,7 +183,7 @@ def predict_test_set(
         if base_predictions_path is not None:
             base_texts = base_answers.texts if base_answers else []
             write_predictions(base_predictions_path, pairs[: len(base_texts)], base_texts)
-    revision = {"base_model_revision": trained_revision(model_dir) or "unknown"}
+    revision = {"base_model_revision": trained.revision or "unknown"}
     metadata = {
         "base_model": base,
         **revision,

@@ -70,7 +70,7 @@ from yoda_inference.serve_limits import (
 )
 from yoda_step_io import StepError, run_step, setup_logging
 from yoda_step_io.models import model_cache_dir
-from yoda_step_io.vocabulary import QUANTIZATION_MODES
+from yoda_step_io.quantization import QUANTIZATION
 
 logger = logging.getLogger(__name__)
 
@@ -230,7 +230,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="yoda-serve", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    modes = ", ".join(QUANTIZATION_MODES)
+    modes = QUANTIZATION.words
     parser.add_argument(
         "--quantization",
         default=os.environ.get("YODA_QUANTIZATION", "4bit"),

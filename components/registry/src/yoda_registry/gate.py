@@ -14,26 +14,31 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from yoda_step_io import Metadata, StepError, add_executor_input_flag, run_cli, step_parser
+from yoda_step_io import Metadata, Step, StepError, add_executor_input_flag, step_parser
 from yoda_step_io.contract import DECISION_FILE, read_metrics
 from yoda_step_io.files import outputs_in_place
-from yoda_step_io.scores import metric_names
+from yoda_step_io.scores import METRIC_NAMES, metric_names
+from yoda_step_io.values import add_field_flags, from_args, number, one_of, value
 
 logger = logging.getLogger(__name__)
 
 
+MARGIN = number(ge=-1.0, le=1.0)
+
+
 @dataclass(frozen=True)
 class Thresholds:
-    """The gate's bar: margins over the baselines and a floor, on one metric's mean."""
+    """The gate's bar: margins over the baselines and a floor, on one metric's mean. Each field
+    is a flag of ``yoda-gate``."""
 
-    metric: str = "rouge_l"
-    min_uplift_vs_base: float = 0.05
-    min_uplift_vs_echo: float = 0.05
-    min_score: float = 0.5
+    metric: str = value("rouge_l", one_of(*METRIC_NAMES), "the metric the gate decides on")
+    min_uplift_vs_base: float = value(0.05, MARGIN, "margin over the base model")
+    min_uplift_vs_echo: float = value(0.05, MARGIN, "margin over the echo baseline")
+    min_score: float = value(0.5, number(ge=0.0, le=1.0), "the floor of the fine-tuned mean")
 
 
 @dataclass(frozen=True)
@@ -85,22 +90,17 @@ def decide(aggregates: Mapping[str, float], thresholds: Thresholds) -> Decision:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = step_parser("yoda-gate", __doc__)
-    defaults = Thresholds()
     parser.add_argument("--evaluation-metrics", type=Path, required=True, help="metrics folder")
-    parser.add_argument("--metric", default=defaults.metric)
-    parser.add_argument("--min-uplift-vs-base", type=float, default=defaults.min_uplift_vs_base)
-    parser.add_argument("--min-uplift-vs-echo", type=float, default=defaults.min_uplift_vs_echo)
-    parser.add_argument("--min-score", type=float, default=defaults.min_score)
+    add_field_flags(parser, Thresholds)
     parser.add_argument("--decision-output", type=Path, required=True, help="Metrics folder")
     parser.add_argument("--passed-output", type=Path, required=True, help="file: true or false")
     add_executor_input_flag(parser)
     return parser
 
 
-def step(args: argparse.Namespace) -> Metadata:
+def body(args: argparse.Namespace) -> Metadata:
     """Decide and write the decision and ``passed``; the decision as metadata."""
-    thresholds = Thresholds(args.metric, args.min_uplift_vs_base, args.min_uplift_vs_echo,
-                            args.min_score)  # fmt: skip
+    thresholds = from_args(Thresholds, args)
     aggregates = read_metrics(args.evaluation_metrics)
     decision = decide(aggregates, thresholds)
     verdict = "passed: registering the model" if decision.passed else "not passed: no registration"
@@ -113,11 +113,13 @@ def step(args: argparse.Namespace) -> Metadata:
     return {"decision": metadata}
 
 
-def main(argv: Sequence[str] | None = None) -> None:
-    """Parse flags, decide, write the decision (Metrics) and the ``passed`` output."""
-    outputs = ("decision_output", "passed_output")
-    run_cli(build_parser(), argv, step, outputs=outputs, inputs=("evaluation_metrics",))
-
+STEP = Step(
+    build_parser,
+    body,
+    outputs=("decision_output", "passed_output"),
+    inputs=("evaluation_metrics",),
+)
+main = STEP.main
 
 if __name__ == "__main__":
     main()

@@ -17,15 +17,17 @@ import argparse
 import hashlib
 import logging
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from yoda_registry.model_evaluation import import_evaluation, version_description
-from yoda_step_io import Reported, StepError, add_executor_input_flag, run_cli, step_parser
+from yoda_step_io import Reported, Step, StepError, add_executor_input_flag, step_parser
 from yoda_step_io.contract import read_metrics
-from yoda_step_io.vertex import ENDPOINT_VARIABLE, init_vertex, is_local
+from yoda_step_io.scores import METRIC_NAMES
+from yoda_step_io.values import one_of, text
+from yoda_step_io.vertex import ENDPOINT_VARIABLE, init_vertex, is_local, vertex_errors
 
 logger = logging.getLogger(__name__)
 
@@ -36,6 +38,12 @@ SERVING = {
     "health_route": "/health",
     "port": 8080,
 }
+#: A Model Registry display name (the endpoint's too).
+REGISTRY_NAME = text(
+    "letters, digits, _ and -, at most 100",
+    lambda name: None if re.fullmatch(r"[A-Za-z0-9_-]{1,100}", name) else
+    "expected letters, digits, _ and -, at most 100",
+)  # fmt: skip
 #: A score goes into a label as an integer (label values allow no dot): 0.8123 -> "8123".
 SCORE_SCALE = 10_000
 _PLACEHOLDER_DIGEST = "@sha256:" + "0" * 64
@@ -202,15 +210,19 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--evaluation-metrics", type=Path, required=True, help="metrics folder")
     parser.add_argument("--project", default="", help="Google Cloud project")
     parser.add_argument("--location", default="", help="Vertex AI region")
-    parser.add_argument("--display-name", default="yoda-phi3", help="the registry model's name")
+    parser.add_argument(
+        "--display-name", type=REGISTRY_NAME, default="yoda-phi3", help=REGISTRY_NAME.words
+    )
     parser.add_argument("--serving-image", required=True, help="inference image, by digest")
-    parser.add_argument("--metric", default="rouge_l", help="the gate's metric")
+    parser.add_argument(
+        "--metric", type=one_of(*METRIC_NAMES), default="rouge_l", help="the gate's metric"
+    )
     parser.add_argument("--run-name", default="by-hand", help="the pipeline run")
     add_executor_input_flag(parser)
     return parser
 
 
-def step(args: argparse.Namespace) -> Reported:
+def body(args: argparse.Namespace) -> Reported:
     """Register (not offline); the registered version, by its API URL."""
     import os
 
@@ -219,12 +231,13 @@ def step(args: argparse.Namespace) -> Reported:
         # an offline run (make run-local): no registry to register in, and nothing failed
         logger.warning("not registered: %s", NOT_REGISTERED)
         return Reported({"vertex_model": {"registered": False, "reason": NOT_REGISTERED}})
-    registered = register_model(
-        args.model_uri, aggregates, project=args.project, location=args.location,
-        display_name=args.display_name, serving_image=args.serving_image,
-        metric=args.metric, run_name=args.run_name,
-        endpoint=os.environ.get(ENDPOINT_VARIABLE) or None,
-    )  # fmt: skip
+    endpoint = os.environ.get(ENDPOINT_VARIABLE) or None
+    with vertex_errors("registering the model", endpoint):
+        registered = register_model(
+            args.model_uri, aggregates, project=args.project, location=args.location,
+            display_name=args.display_name, serving_image=args.serving_image,
+            metric=args.metric, run_name=args.run_name, endpoint=endpoint,
+        )  # fmt: skip
     logger.info("registered %s (default version: %s)", registered.resource_name,
                 registered.is_default)  # fmt: skip
     metadata = {
@@ -240,10 +253,8 @@ def step(args: argparse.Namespace) -> Reported:
     return Reported({"vertex_model": metadata}, uris=uris)
 
 
-def main(argv: Sequence[str] | None = None) -> None:
-    """Parse flags, register, hand the registered version on as a ``google.VertexModel``."""
-    run_cli(build_parser(), argv, step)
-
+STEP = Step(build_parser, body)
+main = STEP.main
 
 if __name__ == "__main__":
     main()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -19,6 +20,9 @@ if TYPE_CHECKING:
     from google.cloud.storage import Client as StorageClient
 
 logger = logging.getLogger(__name__)
+
+#: ``gs://BUCKET`` or ``gs://BUCKET/PATH`` (Cloud Storage bucket naming rules).
+GS_URI = re.compile(r"^gs://[a-z0-9][a-z0-9._-]{1,220}[a-z0-9](/.*)?$")
 
 
 def split_gs_uri(uri: str) -> tuple[str, str]:

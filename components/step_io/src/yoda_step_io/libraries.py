@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import os
 import sys
+from pathlib import Path
 
-from yoda_step_io.cli import StepError
+from yoda_step_io.cli import BadValueError
 from yoda_step_io.progress import interactive
 
 #: Compute dtypes a step accepts; ``auto`` is bfloat16 where the GPU has it, else float16.
@@ -20,22 +21,24 @@ def compute_dtype_for(requested: str, cuda: bool, bf16_supported: bool) -> str:
     ``auto`` becomes float16.
 
     Raises:
-        StepError: an unknown dtype, or bfloat16 on a GPU without it.
+        StepError: bfloat16 on a GPU without it.
     """
-    if requested not in COMPUTE_DTYPES:
-        raise StepError(
-            f"compute_dtype must be one of {', '.join(COMPUTE_DTYPES)}, got {requested!r}"
-        )
     if not cuda:
         return "float32"
     if requested == "auto":
         return "bfloat16" if bf16_supported else "float16"
     if requested == "bfloat16" and not bf16_supported:
-        raise StepError(
-            "compute_dtype bfloat16: this GPU has no bfloat16 (a T4 or older): pass float16 "
-            "(the fast choice there), float32, or auto"
-        )
+        raise BadValueError(
+            "--compute-dtype", requested, "this GPU has no bfloat16 (a T4 or older): pass "
+            "float16 (the fast choice there), float32, or auto",
+        )  # fmt: skip
     return requested
+
+
+def cuda_here() -> bool:
+    """Whether this machine shows an NVIDIA GPU, told without importing torch (its device
+    files): what a check before any heavy import goes by; torch decides once loaded."""
+    return any(Path("/dev").glob("nvidia[0-9]*"))
 
 
 def device_support() -> tuple[bool, bool]:

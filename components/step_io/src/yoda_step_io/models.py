@@ -10,13 +10,58 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import re
 from pathlib import Path
 
-from yoda_step_io.cli import StepError
+from yoda_step_io.cli import BadValueError, StepError
 from yoda_step_io.files import CACHE_OWNER
-from yoda_step_io.gcs import download_prefix, split_gs_uri, storage_client
+from yoda_step_io.gcs import GS_URI, download_prefix, split_gs_uri, storage_client
+from yoda_step_io.values import text
 
 logger = logging.getLogger(__name__)
+
+#: A Hugging Face hub id: ``NAME`` or ``OWNER/NAME``, at most 96 characters, no ``..``.
+HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*(/[A-Za-z0-9][A-Za-z0-9._-]*)?$")
+HUB_ID_MAX_LENGTH = 96
+BASE_MODEL_FORMS = "a hub id like microsoft/Phi-3-mini-4k-instruct or gs://BUCKET/PATH"
+
+
+def is_hub_id(name: str) -> bool:
+    return len(name) <= HUB_ID_MAX_LENGTH and ".." not in name and HUB_ID.match(name) is not None
+
+
+def is_local_path(name: str) -> bool:
+    """A model given as a folder: absolute, ``./``-relative, or an existing folder."""
+    return name.startswith(("/", ".")) or Path(name).is_dir()
+
+
+def _base_model_problem(name: str) -> str | None:
+    if is_hub_id(name) or GS_URI.match(name) or is_local_path(name):
+        return None
+    return (
+        f"expected {BASE_MODEL_FORMS} or a local folder (a hub id: letters, digits, . _ - and "
+        f"at most one /, at most {HUB_ID_MAX_LENGTH} characters, no ..)"
+    )
+
+
+#: ``--base-model`` of the steps that load one.
+BASE_MODEL = text(f"{BASE_MODEL_FORMS}, or a local folder", _base_model_problem)
+
+
+def check_local_model(name: str, flag: str = "--base-model") -> None:
+    """A base model given as a local folder must be one, with a ``config.json``.
+
+    Raises:
+        BadValueError: no such folder, or no config.json in it.
+    """
+    if not is_local_path(name):
+        return
+    folder = Path(name)
+    if not folder.is_dir():
+        raise BadValueError(flag, name, "no such folder")
+    if not (folder / "config.json").is_file():
+        raise BadValueError(flag, name, "the folder has no config.json: not a model folder")
+
 
 #: The mark of a finished download in a cached copy (hidden: not part of the model's revision).
 DOWNLOAD_COMPLETE = ".download-complete"
@@ -35,13 +80,43 @@ def model_cache_dir() -> Path:
     return Path(os.environ.get("YODA_MODEL_CACHE", default))
 
 
-def resolve_model(name_or_uri: str) -> str:
-    """What ``from_pretrained`` should load: a hub id or folder as given; for ``gs://…`` the
-    mounted folder, or a local copy (downloaded on first use, reused after).
+#: What ``from_pretrained`` reads of a hub model: configs, tokenizer files, safetensors weights.
+HUB_FILES = ["*.json", "*.safetensors", "*.model", "*.txt", "*.jinja"]
+
+
+def hub_snapshot(repo_id: str, revision: str | None = None) -> str:
+    """The local folder of hub model ``repo_id`` (at ``revision``): from the cache, else
+    downloaded once by huggingface_hub, which fails in about a second where the hub cannot be
+    reached (transformers' own retries took a minute).
 
     Raises:
-        StepError: a ``gs://`` location holds no files (or its bucket does not exist).
+        StepError: not in the cache and the hub cannot be reached, or no such model.
     """
+    from huggingface_hub import snapshot_download
+
+    try:
+        return str(snapshot_download(repo_id, revision=revision, allow_patterns=HUB_FILES,
+                                     etag_timeout=10))  # fmt: skip
+    except Exception as error:  # offline, not found, gated, a network error: each its own type
+        reason = (str(error).strip().splitlines() or [type(error).__name__])[0]
+        raise StepError(
+            f"cannot get base model {repo_id} from the Hugging Face hub ({reason[:200]}): "
+            "check its id and the network, or give a local folder or a gs:// copy "
+            "(make cache-base-model)"
+        ) from error
+
+
+def resolve_model(name_or_uri: str, revision: str | None = None) -> str:
+    """The local folder ``from_pretrained`` should load: a folder as given; a hub id from the
+    hub's cache (:func:`hub_snapshot`, at ``revision``); for ``gs://…`` the mounted folder, or
+    a local copy (downloaded on first use, reused after).
+
+    Raises:
+        StepError: a hub id the hub does not give, or a ``gs://`` location that holds no files
+            (or whose bucket does not exist).
+    """
+    if is_hub_id(name_or_uri) and not Path(name_or_uri).is_dir():
+        return hub_snapshot(name_or_uri, revision)
     if not name_or_uri.startswith("gs://"):
         return name_or_uri
     mounted = gcs_mount_path(name_or_uri)

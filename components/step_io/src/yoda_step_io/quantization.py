@@ -5,19 +5,14 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from yoda_step_io.cli import StepError
-from yoda_step_io.vocabulary import QUANTIZATION_MODES
+from yoda_step_io.cli import BadValueError
+from yoda_step_io.values import one_of
 
 if TYPE_CHECKING:
     from transformers import BitsAndBytesConfig
 
-
-def check_quantization_mode(mode: str) -> None:
-    """Raises :class:`StepError` for a mode that is not 4bit, auto or none."""
-    if mode not in QUANTIZATION_MODES:
-        raise StepError(
-            f"quantization must be one of {', '.join(QUANTIZATION_MODES)}, got {mode!r}"
-        )
+#: How the base model is loaded: "4bit" needs CUDA; "auto" = 4bit with CUDA, else full precision.
+QUANTIZATION = one_of("4bit", "auto", "none")
 
 
 def plan_quantization(mode: str, cuda: bool) -> bool:
@@ -25,14 +20,13 @@ def plan_quantization(mode: str, cuda: bool) -> bool:
     CUDA; full precision otherwise. Never falls back silently: ``4bit`` without CUDA is refused.
 
     Raises:
-        StepError: an unknown mode, or ``4bit`` without CUDA.
+        BadValueError: ``4bit`` without CUDA.
     """
-    check_quantization_mode(mode)
     if mode == "4bit" and not cuda:
-        raise StepError(
-            "4-bit quantisation needs a CUDA GPU and none is visible: run on a GPU, or pass "
-            "--quantization auto (4-bit on CUDA, full precision elsewhere) or --quantization none"
-        )
+        raise BadValueError(
+            "--quantization", mode, "4-bit quantisation needs a CUDA GPU and none is visible: "
+            "run on a GPU, or pass auto (4-bit on CUDA, full precision elsewhere) or none",
+        )  # fmt: skip
     return cuda and mode != "none"
 
 

@@ -11,6 +11,17 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+#: The ragas metrics of the evaluation step (``yoda_evaluation.metrics`` maps each to its
+#: factory), in report order; ROUGE-L is the headline. The gate decides on one of them.
+METRIC_NAMES = (
+    "rouge_l",
+    "rouge_1",
+    "bleu",
+    "levenshtein_similarity",
+    "jaro_winkler_similarity",
+    "exact_match",
+    "string_present",
+)
 #: (row label, key prefix) of the models the evaluation scores.
 MODELS = (("fine-tuned", ""), ("base model", "base_"), ("echo baseline", "echo_"))
 UPLIFTS = (("uplift vs base", "uplift_vs_base"), ("uplift vs echo", "uplift_vs_echo"))
