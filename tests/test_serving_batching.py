@@ -129,7 +129,7 @@ def test_parameters_split_batches_and_each_client_gets_its_own_answers_in_order(
             a, b, c = queue_in_order(url, batcher, pool, [(a_texts, 8), (["B0"], 4), (["C0"], 8)])
         assert a.result()[:2] == (200, [f"{text}/8" for text in a_texts])
         assert (b.result()[:2], c.result()[:2]) == ((200, ["B0/4"]), (200, ["C0/8"]))
-    assert model.calls == [(["first"], 8), (a_texts[:4], 8), (a_texts[4:] + ["C0"], 8),
+    assert model.calls == [(["first"], 8), (a_texts[:4], 8), ([*a_texts[4:], "C0"], 8),
                            (["B0"], 4)]  # fmt: skip
 
 
@@ -153,14 +153,17 @@ def test_a_batch_size_of_one_turns_batching_off() -> None:
 
 def test_a_full_queue_is_a_503_at_once_a_long_wait_too_and_health_answers_meanwhile() -> None:
     limits = replace(LIMITS, max_queue=1, queue_timeout_s=1)
-    with serve(limits) as (url, model, batcher), ThreadPoolExecutor(8) as pool:
-        with model_busy(url, model, pool):
-            (waiting,) = queue_in_order(url, batcher, pool, [(["waits"], 8)])
-            full = post(url, ["one too many"])
-            start = time.monotonic()
-            with urllib.request.urlopen(f"{url}/health", timeout=10) as response:
-                assert (response.status, time.monotonic() - start < 1) == (200, True)
-            status, error, seconds = waiting.result()
+    with (
+        serve(limits) as (url, model, batcher),
+        ThreadPoolExecutor(8) as pool,
+        model_busy(url, model, pool),
+    ):
+        (waiting,) = queue_in_order(url, batcher, pool, [(["waits"], 8)])
+        full = post(url, ["one too many"])
+        start = time.monotonic()
+        with urllib.request.urlopen(f"{url}/health", timeout=10) as response:
+            assert (response.status, time.monotonic() - start < 1) == (200, True)
+        status, error, seconds = waiting.result()
     assert full[0] == 503 and full[2] < 1 and "--max-queue 1" in full[1]
     assert status == 503 and 0.9 < seconds < 5 and "--queue-timeout-s" in error
     assert [texts for texts, _ in model.calls] == [["first"]], "neither was generated"
@@ -212,7 +215,7 @@ def test_bodies_over_the_limit_and_bad_http_are_refused_in_one_json_line(
 ) -> None:
     with serve() as (url, model, _):
         start = time.monotonic()
-        got, answer, head = raw(url, POST + headers + b"\r\n" + body)
+        got, answer, _ = raw(url, POST + headers + b"\r\n" + body)
         assert time.monotonic() - start < 5, "refused at once, the connection closed"
         assert post(url, ["still up"])[0] == 200
     assert (got, error in answer["error"], "\n" in answer["error"]) == (status, True, False)
@@ -254,8 +257,8 @@ def test_routes_and_methods_are_404_and_405_naming_what_is_allowed() -> None:
 def test_forty_stalled_clients_do_not_hold_the_server() -> None:
     """Half a request line, headers with half their body, or nothing: 40 connections left open
     by clients that stalled while sending; a whole request is answered meanwhile."""
-    sends = [b"POST /pre", POST + b"Content-Length: 100\r\n\r\n{\"inst", b""] * 14
-    with serve() as (url, model, _):
+    sends = [b"POST /pre", POST + b'Content-Length: 100\r\n\r\n{"inst', b""] * 14
+    with serve() as (url, _, _):
         address = (urlsplit(url).hostname, urlsplit(url).port)
         stalled = [socket.create_connection(address, timeout=10) for _ in sends[:40]]
         try:

@@ -108,11 +108,15 @@ def request_defaults(max_new_tokens: int, limits: Limits) -> GenerationParameter
 
 def listen(host: str, port: int) -> socket.socket:
     """The server's socket, bound and listening (it serves once the model is loaded)."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
     try:
-        return socket.create_server((host, port), family=family, backlog=2048)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+        sock.listen(2048)
     except OSError as error:  # busy, not ours to take, or no such address
+        sock.close()
         raise StepError(f"cannot listen on {host}:{port}: {error.strerror or error}") from error
+    return sock
 
 
 def uvicorn_server(app: ASGIApp, limits: Limits) -> uvicorn.Server:

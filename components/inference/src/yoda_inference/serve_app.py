@@ -76,7 +76,9 @@ async def read_body(request: Request, max_bytes: int) -> bytes:
     async for chunk in request.stream():
         size += len(chunk)
         if size > max_bytes:
-            raise RequestError(f"the body is over {max_bytes} bytes ({flag('max_body_bytes')})", 413)
+            raise RequestError(
+                f"the body is over {max_bytes} bytes ({flag('max_body_bytes')})", 413
+            )
         chunks.append(chunk)
     return b"".join(chunks)
 
