@@ -354,3 +354,21 @@ def test_smollm2_batched_answers_are_byte_identical_to_answers_alone(
     products run on, not one greedy answer (make test-slow; a few minutes on 2 cores)."""
     with serving(smollm2_model_dir, tmp_path, "--max-batch-delay-ms", "300") as served:
         check_byte_identical(served, smollm2_model_dir, TEXTS, tokens=24)
+
+
+@pytest.mark.slow
+def test_a_bounded_load_keeps_every_answer_and_the_memory_flat() -> None:
+    """benchmarks/bench_serve.py, smaller: the tiny model batched and one at a time, 1 and 4
+    clients, then 200 requests (one in five refused) for the memory."""
+    done = subprocess.run([sys.executable, str(REPO_ROOT / "benchmarks" / "bench_serve.py"),
+                           "--models", "tiny", "--clients", "1,4", "--requests-per-client", "4",
+                           "--rss-requests", "200", "--json"],
+                          capture_output=True, text=True, timeout=900)  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    figures = json.loads(done.stdout.strip().splitlines()[-1])
+    levels = [row for rows in figures["models"]["tiny"].values() if isinstance(rows, list)
+              for row in rows]  # fmt: skip
+    assert len(levels) == 4 and all(row["errors"] == 0 for row in levels)
+    memory = figures["memory"]
+    assert (memory["requests"], memory["errors"], memory["server_alive"]) == (200, 0, True)
+    assert memory["rss_after_mib"] - memory["rss_before_mib"] < 64, memory
