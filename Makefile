@@ -116,7 +116,7 @@ bench: install ## Where the offline loop's time goes: one table, written to docs
 	$(UV) run --frozen python benchmarks/bench.py
 
 .PHONY: bench-serve
-bench-serve: install ## A bounded load test of yoda-serve on 127.0.0.1 (200 requests, 4 clients): latency, errors, memory
+bench-serve: install ## yoda-serve under load, batched and one at a time: requests/s, p50/p95 for 1-16 clients, memory
 	$(UV) run --frozen python benchmarks/bench_serve.py
 
 .PHONY: bench-gpu

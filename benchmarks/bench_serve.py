@@ -1,15 +1,22 @@
-"""A bounded load test of ``yoda-serve`` on 127.0.0.1 (loopback only): a fixed number of predict
-requests from a few concurrent clients, under a hard time limit; it stops by itself.
+"""Serving under load: ``yoda-serve`` on 127.0.0.1 (loopback only), batched and one at a time.
 
-    uv run --frozen python benchmarks/bench_serve.py [--requests 200] [--clients 4]
-        [--time-limit-s 300] [--model-dir DIR] [--json]
+    uv run --frozen python benchmarks/bench_serve.py [--models tiny,smollm2] [--clients 1,4,8,16]
+        [--requests-per-client 8] [--rss-requests 1000] [--max-new-tokens 16] [--json]
 
-The server is a real ``yoda-serve`` process with the tiny Phi-3 and a (randomly initialised,
-non-zero) LoRA adapter written to a temporary folder, or the Model artifact in ``--model-dir``.
-One request in five is one the server must refuse (``max_new_tokens`` over its limit: a 400);
-the others are answered (a 200). Measured: p50/p95/max latency of each kind, the errors (an
-answer other than the expected status, or no answer), and the server's resident memory
-(``VmRSS`` in ``/proc/PID/status``) after a warm-up and after the load, to check it stays flat.
+For each model (the tiny Phi-3, and SmolLM2-135M-Instruct when ``yoda-make-smollm2
+build/smollm2-135m-instruct`` has converted it), each with a random non-zero LoRA adapter, a real
+``yoda-serve`` process runs twice: batching on (``--max-batch-size 16``) and off
+(``--max-batch-size 1``: one text per ``generate()`` call, as the old server answered). Against
+each, one level after the other, 1, 4, 8 and 16 clients send requests of one sentence each (greedy,
+``--max-new-tokens`` new tokens), each over its own kept-alive connection, the next once the last
+is answered: requests/s and p50/p95 latency per level. SmolLM2 sends half the requests per client
+(its requests take seconds). Then, on the tiny model batched, the server's resident memory
+(``VmRSS``) before and after ``--rss-requests`` requests from 8 clients, one in five refused (a
+400), with the errors (an answer other than the expected status, or none).
+
+The goal: at 8 clients, at least 4x the requests/s of one client, with a p95 latency at most
+twice a lone request's (the one-client median); RSS flat. The run stops by itself and exits 1 on
+any error.
 """
 
 from __future__ import annotations
@@ -18,7 +25,6 @@ import argparse
 import http.client
 import json
 import os
-import socket
 import statistics
 import subprocess
 import sys
@@ -30,6 +36,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+ROOT = Path(__file__).resolve().parents[1]
+SMOLLM2 = ROOT / "build" / "smollm2-135m-instruct"
 SENTENCES = [
     "The Force is strong with you.",
     "I like green tea.",
@@ -37,14 +45,13 @@ SENTENCES = [
     "Patience you must have, my young padawan.",
     "Much to learn you still have.",
 ]
-MAX_NEW_TOKENS_LIMIT = 64
-#: the server's flags: small limits, so the refused kind is cheap to make
-SERVER_FLAGS = ["--quantization", "auto", "--host", "127.0.0.1", "--max-new-tokens", "16",
-                "--max-new-tokens-limit", str(MAX_NEW_TOKENS_LIMIT)]  # fmt: skip
+LIMIT = 64  # --max-new-tokens-limit: the refused requests ask one more
+BATCHED = "batched (max_batch_size=16)"
 
 
-def make_model_dir(root: Path) -> Path:
-    """A Model artifact like the fine-tuning step's: the tiny model + a LoRA adapter + tokenizer."""
+def make_model_dir(root: Path, base: Path | None) -> Path:
+    """A Model artifact like the fine-tuning step's: ``base`` (default: a new tiny Phi-3) + a
+    random non-zero LoRA adapter + the tokenizer."""
     import torch
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -52,202 +59,205 @@ def make_model_dir(root: Path) -> Path:
     from yoda_fine_tuning.tiny_model import make_tiny_model
 
     torch.manual_seed(0)
-    base_dir = make_tiny_model(root / "tiny")
-    config = LoraConfig(r=8, lora_alpha=16, target_modules=["qkv_proj", "o_proj"],
-                        init_lora_weights=False)  # fmt: skip
+    base_dir = base or make_tiny_model(root / "tiny")
+    config = LoraConfig(r=8, lora_alpha=16, target_modules="all-linear", init_lora_weights=False)
     model = get_peft_model(AutoModelForCausalLM.from_pretrained(base_dir), config)
     model.save_pretrained(root / "model")
     AutoTokenizer.from_pretrained(base_dir).save_pretrained(root / "model")
     return root / "model"
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def rss_mib(pid: int) -> float:
-    """The process's resident memory now, from ``/proc/PID/status``."""
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) / 1024
     raise RuntimeError(f"no VmRSS for process {pid}")
 
 
-def post(port: int, body: bytes, timeout_s: float) -> int:
-    """The status of one predict request (0: no answer)."""
-    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout_s)
-    try:
-        connection.request("POST", "/predict", body, {"Content-Type": "application/json"})
-        response = connection.getresponse()
-        response.read()
-        return response.status
-    except OSError:
-        return 0
-    finally:
-        connection.close()
-
-
 @contextmanager
-def serving(model_dir: Path, timeout_s: float) -> Iterator[tuple[int, subprocess.Popen[str]]]:
+def serving(model_dir: Path, *flags: str) -> Iterator[tuple[int, subprocess.Popen[bytes]]]:
     """``yoda-serve`` on a free loopback port, up and answering its health route."""
-    port = free_port()
+    from yoda_inference.serve import listen
+
+    with listen("127.0.0.1", 0) as probe:
+        port = probe.getsockname()[1]
     env = {**os.environ, "AIP_STORAGE_URI": str(model_dir), "AIP_HTTP_PORT": str(port),
            "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}  # fmt: skip
-    script = Path(sys.executable).with_name("yoda-serve")
-    process = subprocess.Popen([str(script), *SERVER_FLAGS], env=env, text=True,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)  # fmt: skip
+    command = [str(Path(sys.executable).with_name("yoda-serve")), "--quantization", "auto",
+               "--host", "127.0.0.1", "--max-new-tokens-limit", str(LIMIT), *flags]  # fmt: skip
+    with tempfile.TemporaryFile() as log:
+        process = subprocess.Popen(command, env=env, stdout=log, stderr=log)
+        try:
+            deadline = time.monotonic() + 600
+            while post(port, "GET", "/health", b"")[0] != 200:
+                if process.poll() is not None or time.monotonic() > deadline:
+                    log.seek(0)
+                    raise RuntimeError(f"yoda-serve did not come up: {log.read()[-3000:]!r}")
+                time.sleep(0.2)
+            yield port, process
+        finally:
+            process.terminate()
+            process.wait(timeout=60)
+
+
+def post(port: int, method: str, path: str, body: bytes, connection: Any = None) -> tuple[int, Any]:
+    """(status, the connection to reuse) of one request; status 0: no answer."""
+    connection = connection or http.client.HTTPConnection("127.0.0.1", port, timeout=300)
     try:
-        deadline = time.monotonic() + timeout_s
-        while not health_ok(port):
-            if process.poll() is not None or time.monotonic() > deadline:
-                log = process.stderr.read() if process.stderr and process.poll() is not None else ""
-                raise RuntimeError(f"yoda-serve did not come up on port {port}: {log}")
-            time.sleep(0.2)
-        threading.Thread(target=drain, args=(process,), daemon=True).start()
-        yield port, process
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
-
-
-def drain(process: subprocess.Popen[str]) -> None:
-    """Read the server's log as it comes, so a full pipe never blocks it."""
-    for _ in process.stderr or []:
-        pass
-
-
-def health_ok(port: int) -> bool:
-    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
-    try:
-        connection.request("GET", "/health")
-        return connection.getresponse().status == 200
+        connection.request(method, path, body, {"Content-Type": "application/json"})
+        response = connection.getresponse()
+        response.read()
+        return response.status, connection
     except OSError:
-        return False
-    finally:
         connection.close()
+        return 0, None
 
 
-def request_plan(count: int) -> list[tuple[bytes, int]]:
-    """``count`` bodies and the status each must get: one in five refused (400)."""
-    plan = []
-    for number in range(count):
-        text = SENTENCES[number % len(SENTENCES)]
-        refused = number % 5 == 4
-        parameters = {"max_new_tokens": MAX_NEW_TOKENS_LIMIT + 1 if refused else 16}
-        body = {"instances": [{"text": text}], "parameters": parameters}
-        plan.append((json.dumps(body).encode(), 400 if refused else 200))
-    return plan
+def body(number: int, max_new_tokens: int, refused: bool = False) -> bytes:
+    parameters = {"max_new_tokens": LIMIT + 1 if refused else max_new_tokens}
+    instance = {"text": SENTENCES[number % len(SENTENCES)]}
+    return json.dumps({"instances": [instance], "parameters": parameters}).encode()
 
 
 def run_load(
-    port: int, plan: list[tuple[bytes, int]], clients: int, deadline: float
+    port: int, plan: list[tuple[bytes, int]], clients: int
 ) -> list[tuple[int, int, float]]:
-    """(expected, got, seconds) per request sent; clients stop at ``deadline``."""
+    """(expected, got, seconds) per request of ``plan``, sent by ``clients`` threads."""
     results: list[tuple[int, int, float]] = []
     lock = threading.Lock()
     queue = iter(plan)
 
     def client() -> None:
-        while time.monotonic() < deadline:
+        connection = None
+        while True:
             with lock:
                 item = next(queue, None)
             if item is None:
                 return
-            body, expected = item
             start = time.perf_counter()
-            status = post(port, body, timeout_s=max(1.0, deadline - time.monotonic()))
+            status, connection = post(port, "POST", "/predict", item[0], connection)
             with lock:
-                results.append((expected, status, time.perf_counter() - start))
+                results.append((item[1], status, time.perf_counter() - start))
 
     threads = [threading.Thread(target=client) for _ in range(clients)]
     for thread in threads:
         thread.start()
     for thread in threads:
-        thread.join(timeout=max(0.0, deadline - time.monotonic()) + 5)
+        thread.join()
     return results
 
 
-def percentiles(seconds: list[float]) -> dict[str, float]:
-    if not seconds:
-        return {"p50_ms": 0.0, "p95_ms": 0.0, "max_ms": 0.0}
-    cuts = (
-        statistics.quantiles(seconds, n=20, method="inclusive")
-        if len(seconds) > 1
-        else seconds * 19
-    )
-    return {"p50_ms": statistics.median(seconds) * 1e3, "p95_ms": cuts[18] * 1e3,
-            "max_ms": max(seconds) * 1e3}  # fmt: skip
+def percentile(seconds: list[float], cut: int) -> float:
+    if len(seconds) < 2:
+        return seconds[0] * 1e3 if seconds else 0.0
+    return statistics.quantiles(seconds, n=100, method="inclusive")[cut - 1] * 1e3
 
 
-def measure(
-    model_dir: Path, requests: int = 200, clients: int = 4, time_limit_s: float = 300
-) -> dict[str, Any]:
-    """Start the server, warm it up, send the planned requests, and report."""
-    deadline = time.monotonic() + time_limit_s
-    with serving(model_dir, timeout_s=min(180.0, time_limit_s)) as (port, process):
-        for body, _ in request_plan(5):  # warm-up: the first generation allocates its buffers
-            post(port, body, timeout_s=60)
-        rss_before = rss_mib(process.pid)
-        start = time.perf_counter()
-        results = run_load(port, request_plan(requests), clients, deadline)
-        wall = time.perf_counter() - start
-        rss_after = rss_mib(process.pid)
+def level(port: int, clients: int, requests: int, tokens: int) -> dict[str, Any]:
+    plan = [(body(n, tokens), 200) for n in range(requests)]
+    start = time.perf_counter()
+    results = run_load(port, plan, clients)
+    wall = time.perf_counter() - start
+    seconds = [s for _, got, s in results if got == 200]
+    return {"clients": clients, "requests": requests, "requests_per_s": len(results) / wall,
+            "p50_ms": percentile(seconds, 50), "p95_ms": percentile(seconds, 95),
+            "errors": sum(expected != got for expected, got, _ in results)}  # fmt: skip
+
+
+def measure(model_dir: Path, batch: int, args: argparse.Namespace, per_client: int) -> list[Any]:
+    """One server: the client levels, in one run."""
+    flags = ["--max-batch-size", str(batch), "--max-new-tokens", str(args.max_new_tokens)]
+    with serving(model_dir, *flags) as (port, _):
+        run_load(port, [(body(n, args.max_new_tokens), 200) for n in range(24)], 8)  # warm-up
+        return [level(port, c, c * per_client, args.max_new_tokens) for c in args.clients]
+
+
+def memory(model_dir: Path, args: argparse.Namespace) -> dict[str, Any]:
+    """The tiny model batched: RSS over ``--rss-requests``, one in five refused (400)."""
+    flags = ["--max-new-tokens", str(args.max_new_tokens)]
+    with serving(model_dir, *flags) as (port, process):
+        plan = [(body(n, args.max_new_tokens, n % 5 == 4), 400 if n % 5 == 4 else 200)
+                for n in range(args.rss_requests)]  # fmt: skip
+        run_load(port, plan[:40], 8)
+        before = rss_mib(process.pid)
+        results = run_load(port, plan, 8)
+        after = rss_mib(process.pid)
         alive = process.poll() is None
-    answered = [s for expected, got, s in results if expected == 200 and got == 200]
-    refused = [s for expected, got, s in results if expected == 400 and got == 400]
-    return {
-        "requests": requests,
-        "clients": clients,
-        "sent": len(results),
-        "errors": sum(expected != got for expected, got, _ in results),
-        "not_sent": requests - len(results),
-        "answered": {"count": len(answered), **percentiles(answered)},
-        "refused": {"count": len(refused), **percentiles(refused)},
-        "requests_per_s": len(results) / wall if wall else 0.0,
-        "wall_s": wall,
-        "rss_before_mib": rss_before,
-        "rss_after_mib": rss_after,
-        "rss_growth_mib": rss_after - rss_before,
-        "server_alive": alive,
-    }
+    refused = [s for expected, got, s in results if expected == got == 400]
+    return {"requests": len(results), "errors": sum(e != g for e, g, _ in results),
+            "rss_before_mib": before, "rss_after_mib": after, "server_alive": alive,
+            "refused_p50_ms": percentile(refused, 50)}  # fmt: skip
+
+
+def verdict(batched: list[dict[str, Any]]) -> str:
+    by_clients = {row["clients"]: row for row in batched}
+    if 1 not in by_clients or 8 not in by_clients:
+        return "goal not measured (needs 1 and 8 clients)"
+    one, eight = by_clients[1], by_clients[8]
+    speedup = eight["requests_per_s"] / one["requests_per_s"]
+    stretch = eight["p95_ms"] / one["p50_ms"]
+    met = speedup >= 4 and stretch <= 2
+    return (f"goal {'met' if met else 'missed'}: 8 clients {speedup:.1f}x the requests/s of one "
+            f"(goal >= 4x), p95 {stretch:.1f}x a lone request's {one['p50_ms']:.0f} ms "
+            "(goal <= 2x)")  # fmt: skip
 
 
 def table(figures: dict[str, Any]) -> str:
-    answered, refused = figures["answered"], figures["refused"]
-    rows = [
-        ("requests sent / errors / not sent",
-         f"{figures['sent']} / {figures['errors']} / {figures['not_sent']} "
-         f"({figures['clients']} clients, {figures['wall_s']:.1f} s, "
-         f"{figures['requests_per_s']:.1f} requests/s)"),
-        (f"answered (200, 16 new tokens), {answered['count']}: p50 / p95 / max",
-         f"{answered['p50_ms']:.0f} / {answered['p95_ms']:.0f} / {answered['max_ms']:.0f} ms"),
-        (f"refused (400, max_new_tokens over the limit), {refused['count']}: p50 / p95 / max",
-         f"{refused['p50_ms']:.1f} / {refused['p95_ms']:.1f} / {refused['max_ms']:.1f} ms"),
-        ("server RSS after warm-up -> after the load",
-         f"{figures['rss_before_mib']:.0f} -> {figures['rss_after_mib']:.0f} MiB "
-         f"({figures['rss_growth_mib']:+.1f} MiB)"),
-    ]  # fmt: skip
-    return "\n".join(["| measurement | figure |", "| --- | --- |"]
-                     + [f"| {name} | {value} |" for name, value in rows])  # fmt: skip
+    lines = ["| model | serving | clients | requests/s | p50 / p95 ms | vs 1 client | errors |",
+             "| --- | --- | --- | --- | --- | --- | --- |"]  # fmt: skip
+    for model, runs in figures["models"].items():
+        for mode, rows in runs.items():
+            if not isinstance(rows, list):
+                continue
+            for row in rows:
+                ratio = row["requests_per_s"] / rows[0]["requests_per_s"]
+                lines.append(f"| {model} | {mode} | {row['clients']} | "
+                             f"{row['requests_per_s']:.1f} | {row['p50_ms']:.0f} / "
+                             f"{row['p95_ms']:.0f} | {ratio:.1f}x | {row['errors']} |")  # fmt: skip
+        lines.append(f"\n{model}: {runs['verdict']}\n")
+    rss = figures.get("memory")
+    if rss is None:
+        return "\n".join(lines)
+    lines.append(f"memory (tiny, batched): {rss['requests']} requests, {rss['errors']} errors, "
+                 f"RSS {rss['rss_before_mib']:.0f} -> {rss['rss_after_mib']:.0f} MiB; a refusal "
+                 f"(400) p50 {rss['refused_p50_ms']:.1f} ms")  # fmt: skip
+    return "\n".join(lines)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--requests", type=int, default=200)
-    parser.add_argument("--clients", type=int, default=4)
-    parser.add_argument("--time-limit-s", type=float, default=300, help="hard limit of the load")
-    parser.add_argument("--model-dir", type=Path, help="a Model artifact (default: the tiny one)")
+    parser.add_argument("--models", default="tiny,smollm2", help="tiny, smollm2 or both")
+    parser.add_argument("--clients", type=lambda s: [int(c) for c in s.split(",")],
+                        default=[1, 4, 8, 16])  # fmt: skip
+    parser.add_argument("--requests-per-client", type=int, default=8)
+    parser.add_argument("--rss-requests", type=int, default=1000)
+    parser.add_argument("--max-new-tokens", type=int, default=16)
     parser.add_argument("--json", action="store_true", help="print the figures as JSON only")
     args = parser.parse_args()
+    figures: dict[str, Any] = {"models": {}}
     with tempfile.TemporaryDirectory() as tmp:
-        model_dir = args.model_dir or make_model_dir(Path(tmp))
-        figures = measure(model_dir, args.requests, args.clients, args.time_limit_s)
+        for name in args.models.split(","):
+            if name == "smollm2" and not (SMOLLM2 / "config.json").is_file():
+                print(f"SmolLM2 skipped: not converted (yoda-make-smollm2 {SMOLLM2})",
+                      file=sys.stderr)  # fmt: skip
+                continue
+            model_dir = make_model_dir(Path(tmp) / name, SMOLLM2 if name == "smollm2" else None)
+            per_client = args.requests_per_client // (2 if name == "smollm2" else 1)
+            runs: dict[str, Any] = {
+                mode: measure(model_dir, batch, args, max(1, per_client))
+                for mode, batch in ((BATCHED, 16), ("one at a time (max_batch_size=1)", 1))
+            }
+            runs["verdict"] = verdict(runs[BATCHED])
+            figures["models"][name] = runs
+            if name == "tiny":
+                figures["memory"] = memory(model_dir, args)
     print(json.dumps(figures) if args.json else table(figures))
-    if figures["errors"] or figures["not_sent"] or not figures["server_alive"]:
+    errors = sum(row["errors"] for runs in figures["models"].values() for rows in runs.values()
+                 if isinstance(rows, list) for row in rows)  # fmt: skip
+    rss = figures.get("memory", {"errors": 0, "server_alive": True})
+    if errors or rss["errors"] or not rss["server_alive"]:
         sys.exit(1)
 
 

@@ -1,17 +1,23 @@
 """A stateful stand-in for Vertex AI's Model Registry and online endpoints (REST, v1): no local
 counterpart exists, so the real google-cloud-aiplatform client talks to this on 127.0.0.1 and the
-tests read the requests it recorded. Long-running operations finish at once."""
+tests read the requests it recorded. Long-running operations finish at once. An endpoint's
+predictions come in the serving contract's shapes (yoda_step_io.serving), made up or, with
+:func:`forwarding_to`, asked of a real ``yoda-serve``."""
 
 from __future__ import annotations
 
 import itertools
+import json
 import re
+import urllib.request
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
 from fake_google_api import FakeApi, Recorded, fake_google_api
+
+from yoda_step_io.serving import INSTANCES, PREDICTIONS, TEXT, predict_answer
 
 PARENT = r"/v1/projects/(?P<project>[^/]+)/locations/(?P<location>[^/]+)"
 TYPES = "type.googleapis.com/google.cloud.aiplatform.v1."
@@ -49,9 +55,9 @@ class VertexState:
     # deleted endpoints can still be read (the SDK reads them as it reports the deletion), as
     # while Vertex AI's delete operation runs; they are no longer listed
     deleted: dict[str, dict[str, Any]] = field(default_factory=dict)
-    predict: Callable[[list[Any]], list[Any]] = lambda instances: [
-        {"response": f"answer to {i.get('text')}"} for i in instances
-    ]
+    predict: Callable[[list[Any]], list[Any]] = lambda instances: predict_answer(
+        [f"answer to {i.get(TEXT)}" for i in instances]
+    )[PREDICTIONS]
     ids: Iterator[int] = field(default_factory=lambda: itertools.count(1001))
 
     def name(self, kind: str, ident: str) -> str:
@@ -63,6 +69,19 @@ class VertexState:
         found = next(v for v in versions if v["versionId"] == wanted)
         aliases = ["default"] if wanted == self.defaults[model_id] else []
         return {**found, "versionAliases": aliases + found.get("versionAliases", [])}
+
+
+def forwarding_to(predict_url: str) -> Callable[[list[Any]], list[Any]]:
+    """An endpoint's ``predict`` that asks the server at ``predict_url`` (a ``yoda-serve``'s
+    predict route), as Vertex AI hands a prediction request to the deployed container."""
+
+    def predict(instances: list[Any]) -> list[Any]:
+        body = json.dumps({INSTANCES: instances}).encode()
+        with urllib.request.urlopen(predict_url, data=body, timeout=60) as response:
+            predictions: list[Any] = json.loads(response.read())[PREDICTIONS]
+        return predictions
+
+    return predict
 
 
 def _operation(state: VertexState, response: dict[str, Any], kind: str) -> dict[str, Any]:

@@ -1,5 +1,6 @@
 """The servers the tests start on 127.0.0.1 (the GCS emulator, ``yoda-serve`` on the host and in
-its image): a free port for one, waiting until it answers, and a slow link in front of one."""
+its image): a free port for one, waiting until it answers, a slow link in front of one, and
+``yoda-serve``'s app served in this process by its own uvicorn set-up."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import urllib.parse
 import urllib.request
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import Any
 
 
 def free_port() -> int:
@@ -92,3 +94,27 @@ def slow_link(upstream: str, *, bytes_per_s: int) -> Iterator[str]:
         stop.set()
         thread.join(timeout=5)
         listener.close()
+
+
+@contextmanager
+def serving_in_thread(app: Any, limits: Any) -> Iterator[str]:
+    """``yoda-serve``'s ``app`` under its uvicorn set-up (``yoda_inference.serve.uvicorn_server``:
+    the request deadline, the connection limit) in a thread of this process, on a free port;
+    yields its ``http://127.0.0.1:PORT``."""
+    from yoda_inference.serve import listen, uvicorn_server
+
+    sock = listen("127.0.0.1", 0)
+    server = uvicorn_server(app, limits)
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 30
+        while not server.started:
+            if not thread.is_alive() or time.monotonic() > deadline:
+                raise RuntimeError("yoda-serve's app did not start in its thread")
+            time.sleep(0.01)
+        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=30)
+        sock.close()

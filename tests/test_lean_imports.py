@@ -17,6 +17,7 @@ CLIS = {
     "yoda_inference.cli": "main",
     "yoda_evaluation.cli": "main",
     "yoda_inference.ask": "main",
+    "yoda_inference.serve": "main",
     "yoda_pipeline.cli": "main",
 }
 

@@ -27,6 +27,7 @@ from yoda_pipeline.cli import main
 from yoda_pipeline.offline import ensure_tiny_model, offline_settings, run_local
 from yoda_pipeline.settings import LOCAL_IMAGE_LOCK, PipelineSettings
 from yoda_step_io import StepError
+from yoda_step_io.serving import SERVING
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 LOCK = str(REPO_ROOT / LOCAL_IMAGE_LOCK)
@@ -429,10 +430,12 @@ def test_a_permissive_gate_registers_the_adapter_served_by_the_inference_image(
     lock = json.loads(Path(LOCK).read_text())
     container = model["containerSpec"]
     assert container["imageUri"] == lock["inference"]  # the inference image, by digest
-    assert container["command"] == ["yoda-serve"]
-    assert (container["predictRoute"], container["healthRoute"]) == ("/predict", "/health")
-    assert container["ports"] == [{"containerPort": 8080}]
-    assert {"name": "YODA_QUANTIZATION", "value": "4bit"} in container["env"]
+    # the serving contract, as yoda-serve answers it (tests/test_serving.py)
+    assert container["command"] == list(SERVING.command)
+    assert (container["predictRoute"], container["healthRoute"]) == (
+        SERVING.predict_route, SERVING.health_route)  # fmt: skip
+    assert container["ports"] == [{"containerPort": SERVING.port}]
+    assert container["env"] == [{"name": k, "value": v} for k, v in SERVING.environment.items()]
     # a local model folder is staged into Cloud Storage (the emulator) by the real client
     assert model["artifactUri"].startswith("gs://yoda-project-vertex-staging-europe-west4")
     assert model["displayName"] == "yoda-phi3" and "default" in model["versionAliases"]

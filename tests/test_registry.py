@@ -26,6 +26,7 @@ from yoda_registry.register import (
 )
 from yoda_registry.register import main as register_main
 from yoda_step_io import StepError
+from yoda_step_io.serving import SERVING
 from yoda_step_io.vertex import ENDPOINT_VARIABLE
 
 IMAGE = "europe-west4-docker.pkg.dev/yoda-project/yoda/yoda-inference@sha256:" + "ab" * 32
@@ -121,7 +122,7 @@ def test_versions_of_one_model_and_only_a_better_one_becomes_the_default() -> No
     assert uploads[1]["parentModel"] == uploads[2]["parentModel"] == state.name("models", model_id)
     assert "default" not in uploads[1]["model"].get("versionAliases", [])
     spec = uploads[0]["model"]["containerSpec"]
-    assert spec["imageUri"] == IMAGE and spec["command"] == ["yoda-serve"]
+    assert spec["imageUri"] == IMAGE and spec["command"] == list(SERVING.command)
     assert uploads[0]["model"]["artifactUri"] == "gs://yoda-bucket/run-1/model"
     labels = {"yoda_run": "run-3", "yoda_metric": "rouge_l", "yoda_score": "8500",
               "yoda_echo_score": "6000",

@@ -17,6 +17,7 @@ from typing import Any
 from yoda_pipeline.cloud import validate_for_endpoint
 from yoda_pipeline.settings import PipelineSettings
 from yoda_step_io import StepError
+from yoda_step_io.serving import instances, responses
 from yoda_step_io.vertex import init_vertex, vertex_errors
 
 logger = logging.getLogger(__name__)
@@ -108,11 +109,16 @@ def _endpoint(settings: PipelineSettings) -> Any:
 
 
 def ask(settings: PipelineSettings, texts: list[str]) -> list[str]:
-    """The deployed model's answers (``yoda-serve``'s contract: instances of ``{"text": …}``)."""
+    """The deployed model's answers, asked in the serving contract's shapes
+    (:mod:`yoda_step_io.serving`).
+
+    Raises:
+        StepError: no sentence, no endpoint, or an answer not in the contract's shape.
+    """
     if not texts or not all(text.strip() for text in texts):
         raise StepError("give at least one non-empty sentence: make ask-endpoint TEXT=…")
-    response = _endpoint(settings).predict(instances=[{"text": text} for text in texts])
-    return [str(prediction["response"]) for prediction in response.predictions]
+    response = _endpoint(settings).predict(instances=instances(texts))
+    return responses(response.predictions, len(texts))
 
 
 def undeploy(settings: PipelineSettings) -> str:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from typing import Any
 
@@ -79,22 +80,36 @@ class Generation:
     tokens: int
 
 
-def generate(model: Any, tokenizer: Any, prompts: Sequence[str], **kwargs: Any) -> Generation:
+def generate(
+    model: Any,
+    tokenizer: Any,
+    prompts: Sequence[str],
+    *,
+    tokenizer_lock: AbstractContextManager[Any] | None = None,
+    **kwargs: Any,
+) -> Generation:
     """Generate for several prompts at once (left padding + attention mask); each answer comes
-    from its own new tokens alone, cut at the model's stop tokens (:func:`stop_token_ids`)."""
+    from its own new tokens alone, cut at the model's stop tokens (:func:`stop_token_ids`).
+
+    ``tokenizer_lock`` is held while the tokenizer encodes and decodes, not while the model
+    generates: a fast tokenizer used by two threads at once, one of them changing its padding,
+    fails with "Already borrowed" (``yoda-serve`` counts prompt tokens while a batch generates).
+    """
     import torch
 
-    stop_ids = stop_token_ids(model, tokenizer)
-    if tokenizer.pad_token is None:  # left padding is masked out: any token will do
-        tokenizer.pad_token = tokenizer.eos_token
-    tokenizer.padding_side = "left"  # decoder-only: new tokens must follow the prompt directly
-    inputs = tokenizer(
-        list(prompts),
-        return_tensors="pt",
-        padding=True,
-        add_special_tokens=False,  # the chat template already is the whole format
-        return_token_type_ids=False,
-    )
+    with tokenizer_lock or nullcontext():
+        stop_ids = stop_token_ids(model, tokenizer)
+        if tokenizer.pad_token is None:  # left padding is masked out: any token will do
+            tokenizer.pad_token = tokenizer.eos_token
+        tokenizer.padding_side = "left"  # decoder-only: new tokens must follow the prompt directly
+        inputs = tokenizer(
+            list(prompts),
+            return_tensors="pt",
+            padding=True,
+            add_special_tokens=False,  # the chat template already is the whole format
+            return_token_type_ids=False,
+        )
+        pad_token_id = tokenizer.pad_token_id
     inputs = inputs.to(model.device)
     settings = {"max_new_tokens": 64, "do_sample": False, **kwargs}
     if not settings["do_sample"]:
@@ -103,13 +118,21 @@ def generate(model: Any, tokenizer: Any, prompts: Sequence[str], **kwargs: Any) 
         output = model.generate(
             **inputs,
             eos_token_id=stop_ids,
-            pad_token_id=tokenizer.pad_token_id,
+            pad_token_id=pad_token_id,
             # one process generates alone: saying so spares generate() its FSDP check, which
             # imports torch.distributed.fsdp and the compiler stack (3 s on a 2-core machine)
             synced_gpus=False,
             **settings,
         )
     new_tokens = output[:, inputs["input_ids"].shape[1] :].tolist()
+    with tokenizer_lock or nullcontext():
+        return _decoded(tokenizer, prompts, new_tokens, stop_ids)
+
+
+def _decoded(
+    tokenizer: Any, prompts: Sequence[str], new_tokens: list[list[int]], stop_ids: list[int]
+) -> Generation:
+    """Each prompt's new tokens, cut at the first stop token and decoded."""
     texts, answers, ended, generated = [], [], [], 0
     for prompt, tokens in zip(prompts, new_tokens, strict=True):
         stop = next((i for i, t in enumerate(tokens) if t in stop_ids), None)

@@ -26,18 +26,12 @@ from yoda_registry.model_evaluation import import_evaluation, version_descriptio
 from yoda_step_io import Reported, Step, StepError, add_executor_input_flag, step_parser
 from yoda_step_io.contract import read_metrics
 from yoda_step_io.scores import METRIC_NAMES
+from yoda_step_io.serving import SERVING
 from yoda_step_io.values import one_of, text
 from yoda_step_io.vertex import ENDPOINT_VARIABLE, init_vertex, is_local, vertex_errors
 
 logger = logging.getLogger(__name__)
 
-#: How the serving container is run: Vertex AI's custom-container contract (yoda_inference.serve).
-SERVING = {
-    "command": ["yoda-serve"],
-    "predict_route": "/predict",
-    "health_route": "/health",
-    "port": 8080,
-}
 #: A Model Registry display name (the endpoint's too).
 REGISTRY_NAME = text(
     "letters, digits, _ and -, at most 100",
@@ -124,16 +118,13 @@ def reused(found: Any, score: float, current: float | None) -> Registered:
 
 def _upload(aiplatform: Any, model_uri: str, parent: Any | None, serving_image: str,
             **version: Any) -> Any:  # fmt: skip
-    """``Model.upload`` of the adapter with the pipeline's serving container; ``version``: the
-    display name, labels, description and whether it is the default."""
+    """``Model.upload`` of the adapter with the pipeline's serving container, as the serving
+    contract declares it (``yoda_step_io.serving``); ``version``: the display name, labels,
+    description and whether it is the default."""
     return aiplatform.Model.upload(
         artifact_uri=model_uri,
         serving_container_image_uri=serving_image,
-        serving_container_command=SERVING["command"],
-        serving_container_predict_route=SERVING["predict_route"],
-        serving_container_health_route=SERVING["health_route"],
-        serving_container_ports=[SERVING["port"]],
-        serving_container_environment_variables={"YODA_QUANTIZATION": "4bit"},
+        **SERVING.upload_arguments(),
         parent_model=parent.resource_name if parent else None,
         sync=True,
         **version,

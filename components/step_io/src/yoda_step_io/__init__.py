@@ -8,6 +8,8 @@
 - :mod:`.gcs`: the ``google-cloud-storage`` client and ``gs://`` URI parsing.
 - :mod:`.contract`: the artifacts' file names and CSV columns, and the one reader of the
   evaluation's metrics.
+- :mod:`.serving`: the serving contract (command, port, routes, environment, request and
+  answer shapes) of the inference image online.
 - :mod:`.models`: base models and adapters from ``gs://``: the one cache, with its completion mark.
 - :mod:`.quantization`: 4-bit or full precision, and the one NF4 config.
 - :mod:`.values`: what a value may be, declared where a step declares its flag.
