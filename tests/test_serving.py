@@ -281,7 +281,8 @@ def test_a_bad_environment_is_one_error_line(
     [(["--max-new-tokens", "600"], {},
       "error: the request defaults: max_new_tokens=600 is over the server's "
       "--max-new-tokens-limit 512"),
-     (["--max-new-tokens", "0"], {}, "error: --max-new-tokens 0: expected a whole number from 1 to 2048"),
+     (["--max-new-tokens", "0"], {},
+      "error: --max-new-tokens 0: expected a whole number from 1 to 2048"),
      (["--max-queue", "many"], {},
       "yoda-serve: error: argument --max-queue: expected a whole number >= 0 (--max-queue or "
       "$YODA_SERVE_MAX_QUEUE), got 'many'"),
