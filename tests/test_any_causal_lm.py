@@ -105,7 +105,7 @@ def test_a_llama_model_trains_and_answers_with_its_own_lora_targets(
     config = json.loads((tmp_path / "model" / "adapter_config.json").read_text())
     assert set(config["target_modules"]) == set(LLAMA_LINEAR_MODULES)
     hyperparameters = json.loads((tmp_path / "model" / "hyperparameters.json").read_text())
-    assert hyperparameters["target_modules"] == ",".join(LLAMA_LINEAR_MODULES)
+    assert hyperparameters["lora_target_modules"] == ",".join(LLAMA_LINEAR_MODULES)
     assert result.metrics["train_steps"] == 3
     saved = json.loads((tmp_path / "model" / "tokenizer_config.json").read_text())
     assert saved["pad_token"] == "<|endoftext|>", "a spare token, not the end of turn"
@@ -121,7 +121,7 @@ def test_a_llama_model_trains_and_answers_with_its_own_lora_targets(
 def test_explicit_and_all_linear_targets(
     tiny_llama_dir: Path, sample_train_jsonl: Path, tmp_path: Path, targets: tuple[str, ...]
 ) -> None:
-    hp = dataclasses.replace(QUICK, max_steps=1, target_modules=targets)
+    hp = dataclasses.replace(QUICK, max_steps=1, lora_target_modules=targets)
     fine_tune(sample_train_jsonl, tmp_path / "model", tmp_path / "metrics",
               base_model=str(tiny_llama_dir), hp=hp)  # fmt: skip
     config = json.loads((tmp_path / "model" / "adapter_config.json").read_text())
@@ -133,7 +133,7 @@ def test_explicit_and_all_linear_targets(
 def test_a_wrong_module_name_is_one_line_naming_those_that_exist(
     tiny_llama_dir: Path, sample_train_jsonl: Path, tmp_path: Path
 ) -> None:
-    hp = dataclasses.replace(QUICK, target_modules=("qkv_proj",))  # Phi-3's name on a Llama
+    hp = dataclasses.replace(QUICK, lora_target_modules=("qkv_proj",))  # Phi-3's name on a Llama
     with pytest.raises(StepError) as error:
         fine_tune(sample_train_jsonl, tmp_path / "model", tmp_path / "metrics",
                   base_model=str(tiny_llama_dir), hp=hp)  # fmt: skip

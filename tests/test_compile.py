@@ -51,15 +51,44 @@ def test_tasks_have_display_names(compiled: dict[str, Any]) -> None:
     names = {name: task["taskInfo"]["name"] for name, task in tasks.items()}
     assert names == {
         "data-transformation-component": "Data transformation",
-        "fine-tuning-component": "Fine-tuning (QLoRA)",
+        "for-loop-1": "recipes",
+        "champion-component": "Champion (validation loss)",
         "inference-component": "Inference",
         "evaluation-component": "Evaluation (ragas)",
         "report-component": "Report",
         "gate-component": "Quality gate",
-        "condition-1": "gate-passed",
+        "condition-2": "gate-passed",
     }
-    inner = compiled["components"]["comp-condition-1"]["dag"]["tasks"]
+    inner = compiled["components"]["comp-condition-2"]["dag"]["tasks"]
     assert inner["register-component"]["taskInfo"]["name"] == "Register in Model Registry"
+    recipe = tuning_task(compiled)
+    assert recipe["taskInfo"]["name"] == "Fine-tuning (QLoRA), one recipe"
+
+
+def tuning_task(compiled: dict[str, Any]) -> dict[str, Any]:
+    """The fine-tuning task: one per recipe, in the sweep's loop."""
+    task: dict[str, Any] = compiled["components"]["comp-for-loop-1"]["dag"]["tasks"][
+        "fine-tuning-component"
+    ]
+    return task
+
+
+def test_the_sweep_fans_out_over_its_recipes_and_the_champion_gathers_them(
+    compiled: dict[str, Any],
+) -> None:
+    """A loop over the run parameter ``sweep`` (each item a recipe, to ``--recipe``); the
+    champion gathers every recipe's outcome (``dsl.Collected``) and hands on its Model."""
+    loop = compiled["root"]["dag"]["tasks"]["for-loop-1"]
+    assert loop["parameterIterator"]["items"] == {"inputParameter": "pipelinechannel--sweep"}
+    assert loop["iteratorPolicy"] == {"parallelismLimit": 4}
+    assert tuning_task(compiled)["inputs"]["parameters"]["recipe"] == {
+        "componentInputParameter": "pipelinechannel--sweep-loop-item"}  # fmt: skip
+    root = compiled["root"]["inputDefinitions"]["parameters"]["sweep"]
+    assert (root["parameterType"], root["defaultValue"]) == ("LIST", [{}])
+    champion = compiled["root"]["dag"]["tasks"]["champion-component"]["inputs"]["parameters"]
+    outcomes = champion["outcomes"]["taskOutputParameter"]
+    assert outcomes == {"outputParameterKey": "pipelinechannel--fine-tuning-component-outcome",
+                        "producerTask": "for-loop-1"}  # fmt: skip
 
 
 def test_evaluation_scores_the_predictions_without_a_gpu(compiled: dict[str, Any]) -> None:
@@ -93,8 +122,8 @@ def test_report_renders_html_and_markdown_from_evaluation_and_training(
                    ["outputArtifactKey"]) for name, i in inputs.items()} == {
         "evaluation_results": ("evaluation-component", "evaluation_results"),
         "evaluation_metrics": ("evaluation-component", "metrics"),
-        "training_metrics": ("fine-tuning-component", "metrics"),
-        "model": ("fine-tuning-component", "model"),
+        "training_metrics": ("champion-component", "metrics"),
+        "model": ("champion-component", "model"),
     }  # fmt: skip
     outputs = compiled["components"]["comp-report-component"]["outputDefinitions"]["artifacts"]
     assert {name: a["artifactType"]["schemaTitle"] for name, a in outputs.items()} == {
@@ -102,7 +131,7 @@ def test_report_renders_html_and_markdown_from_evaluation_and_training(
 
 
 def test_registration_runs_only_when_the_gate_passes(compiled: dict[str, Any]) -> None:
-    condition = compiled["root"]["dag"]["tasks"]["condition-1"]
+    condition = compiled["root"]["dag"]["tasks"]["condition-2"]
     assert condition["triggerPolicy"]["condition"] == (
         "inputs.parameter_values['pipelinechannel--gate-component-passed'] == true"
     )
@@ -128,7 +157,7 @@ def test_registration_runs_only_when_the_gate_passes(compiled: dict[str, Any]) -
 def test_registration_is_retried_on_its_own(compiled: dict[str, Any]) -> None:
     """A transient Vertex AI error after the GPU work retries the register task alone; it is
     idempotent (tests/test_registry.py), so a retry adds no second version."""
-    inner = compiled["components"]["comp-condition-1"]["dag"]["tasks"]
+    inner = compiled["components"]["comp-condition-2"]["dag"]["tasks"]
     assert inner["register-component"]["retryPolicy"] == {
         "maxRetryCount": 3, "backoffDuration": "30s", "backoffFactor": 2.0,
         "backoffMaxDuration": "3600s"}  # fmt: skip
@@ -149,8 +178,8 @@ def test_inference_answers_with_the_base_model_too_unless_turned_off(
 
 def test_gpu_tasks_are_retried_and_only_they(compiled: dict[str, Any]) -> None:
     tasks = compiled["root"]["dag"]["tasks"]
-    for name in ("fine-tuning-component", "inference-component"):
-        retry = tasks[name]["retryPolicy"]
+    for task in (tuning_task(compiled), tasks["inference-component"]):
+        retry = task["retryPolicy"]
         assert retry["maxRetryCount"] == 2 and retry["backoffDuration"] == "60s"
     assert "retryPolicy" not in tasks["evaluation-component"]
     executor = compiled["deploymentSpec"]["executors"]["exec-inference-component"]["container"]
@@ -164,7 +193,7 @@ def test_inference_gets_a_gpu_the_model_and_the_test_split(compiled: dict[str, A
     assert executor["command"] == ["yoda-inference"]
     inputs = compiled["root"]["dag"]["tasks"]["inference-component"]["inputs"]["artifacts"]
     assert inputs["model"]["taskOutputArtifact"] == {
-        "outputArtifactKey": "model", "producerTask": "fine-tuning-component"}  # fmt: skip
+        "outputArtifactKey": "model", "producerTask": "champion-component"}  # fmt: skip
     assert inputs["test_dataset"]["taskOutputArtifact"] == {
         "outputArtifactKey": "test", "producerTask": "data-transformation-component"}  # fmt: skip
 
@@ -176,11 +205,12 @@ def test_fine_tuning_gets_a_gpu_and_the_train_split(compiled: dict[str, Any]) ->
     assert resources["accelerator"]["resourceCount"] == "1"
     assert (resources["resourceCpuLimit"], resources["resourceMemoryLimit"]) == ("16", "50G")
     assert executor["command"] == ["yoda-fine-tuning"]
-    task = compiled["root"]["dag"]["tasks"]["fine-tuning-component"]
+    task = tuning_task(compiled)
     inference = compiled["deploymentSpec"]["executors"]["exec-inference-component"]["container"]
     assert inference["resources"]["accelerator"]["resourceCount"] == "1"
-    artifact = task["inputs"]["artifacts"]["train_dataset"]["taskOutputArtifact"]
-    assert artifact == {
+    artifact = task["inputs"]["artifacts"]["train_dataset"]["componentInputArtifact"]
+    loop = compiled["root"]["dag"]["tasks"]["for-loop-1"]["inputs"]["artifacts"][artifact]
+    assert loop["taskOutputArtifact"] == {
         "outputArtifactKey": "train",
         "producerTask": "data-transformation-component",
     }
@@ -296,6 +326,6 @@ def test_fine_tuning_asks_for_as_many_gpus_as_ranks(tmp_path: Path) -> None:
     assert (tuning["resourceType"], tuning["resourceCount"]) == ("NVIDIA_TESLA_T4", "4")
     inference = executors["exec-inference-component"]["container"]["resources"]["accelerator"]
     assert inference["resourceCount"] == "1"
-    tuning_task = spec["root"]["dag"]["tasks"]["fine-tuning-component"]["inputs"]["parameters"]
-    assert tuning_task["accelerator_count"] == {"runtimeValue": {"constant": 4}}  # compiled in
+    task = tuning_task(spec)["inputs"]["parameters"]
+    assert task["accelerator_count"] == {"runtimeValue": {"constant": 4}}  # compiled in
     json_format.ParseDict(spec, pipeline_spec_pb2.PipelineSpec())

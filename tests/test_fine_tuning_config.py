@@ -24,7 +24,7 @@ from yoda_step_io.values import from_args
 def test_defaults_are_the_articles_recipe() -> None:
     hp = HyperParameters()
     assert (hp.lora_r, hp.lora_alpha, hp.lora_dropout) == (8, 16, 0.05)
-    assert hp.target_modules == ("auto",)  # on Phi-3, the article's four (architecture.py)
+    assert hp.lora_target_modules == ("auto",)  # on Phi-3, the article's four (architecture.py)
     assert DEFAULT_TARGETS["phi3"] == ("o_proj", "qkv_proj", "gate_up_proj", "down_proj")
     assert (hp.per_device_train_batch_size, hp.max_seq_length, hp.num_train_epochs) == (16, 64, 10)
     assert (hp.learning_rate, hp.optim, hp.logging_steps) == (3e-4, "paged_adamw_8bit", 10)
@@ -43,13 +43,13 @@ def test_defaults_are_the_articles_recipe() -> None:
         ({"lora_dropout": 1.0}, "--lora-dropout"),
         ({"validation_fraction": 0.0}, "--validation-fraction"),
         ({"validation_fraction": 1.0}, "--validation-fraction"),
-        ({"target_modules": ("auto", "o_proj")}, "--target-modules"),
-        ({"target_modules": ("q-proj",)}, "--target-modules"),
-        ({"target_modules": ()}, "--target-modules"),
+        ({"lora_target_modules": ("auto", "o_proj")}, "--lora-target-modules"),
+        ({"lora_target_modules": ("q-proj",)}, "--lora-target-modules"),
+        ({"lora_target_modules": ()}, "--lora-target-modules"),
         ({"quantization": "8bit"}, "--quantization"),
         ({"compute_dtype": "int8"}, "--compute-dtype"),
-        ({"seed": -5}, "--seed"),
-        ({"seed": 2**32}, "--seed"),
+        ({"training_seed": -5}, "--training-seed"),
+        ({"training_seed": 2**32}, "--training-seed"),
         ({"max_steps": 0}, "--max-steps"),
         ({"max_steps": 10**12}, "--max-steps"),
         ({"max_steps": 1_000_000}, "--max-steps"),  # in range, but 1e9 tokens with 16 x 64
@@ -97,7 +97,7 @@ def test_plan_with_cuda_keeps_the_recipe() -> None:
 
 
 def test_lora_config() -> None:
-    config = build_lora_config(HyperParameters(lora_r=4, target_modules=("qkv_proj",)))
+    config = build_lora_config(HyperParameters(lora_r=4, lora_target_modules=("qkv_proj",)))
     assert (config.r, config.lora_alpha, config.lora_dropout) == (4, 16, 0.05)
     assert set(config.target_modules) == {"qkv_proj"}
     assert config.task_type == "CAUSAL_LM" and config.bias == "none"
@@ -127,11 +127,11 @@ def test_sft_config_logs_to_tensorboard_under_metrics(tmp_path: Path) -> None:
 def test_cli_flags_map_to_hyperparameters() -> None:
     args = build_parser().parse_args([
         "--train-dataset", "t", "--model-output", "m", "--metrics-output", "x",
-        "--target-modules", "qkv_proj, o_proj", "--packing", "false", "--lora-r", "16",
+        "--lora-target-modules", "qkv_proj, o_proj", "--packing", "false", "--lora-r", "16",
         "--learning-rate", "1e-4", "--quantization", "auto",
     ])  # fmt: skip
     hp = from_args(HyperParameters, args)
-    assert hp.target_modules == ("qkv_proj", "o_proj")
+    assert hp.lora_target_modules == ("qkv_proj", "o_proj")
     assert (hp.packing, hp.lora_r, hp.learning_rate, hp.quantization) == (False, 16, 1e-4, "auto")
 
 
@@ -139,7 +139,7 @@ def test_cli_flags_map_to_hyperparameters() -> None:
     ("flags", "message"),
     [
         (["--lora-r", "0"], "error: --lora-r '0': expected a whole number from 1 to 1024"),
-        (["--target-modules", "wq,all-linear"], "error: --target-modules 'wq,all-linear': "),
+        (["--lora-target-modules", "wq,all-linear"], "error: --lora-target-modules 'wq,all"),
         (["--validation-fraction", "2"], "error: --validation-fraction '2': expected a number"),
         (["--quantization", "4bit"], "error: --quantization '4bit': 4-bit quantisation needs"),
         (["--accelerator-count", "64"], "error: --accelerator-count '64': expected a whole"),
@@ -186,7 +186,7 @@ def test_more_ranks_than_cores_are_refused_before_any_rank_starts(
 
 def test_hyperparameters_as_dict_is_json() -> None:
     values = json.loads(json.dumps(HyperParameters().as_dict()))
-    assert values["target_modules"] == "auto"
+    assert values["lora_target_modules"] == "auto"
     assert HyperParameters().numeric()["hp_lora_r"] == 8.0
 
 

@@ -302,3 +302,50 @@ def test_first_non_finite_names_the_loss_and_the_step() -> None:
                {"eval_loss": float("nan"), "step": 3}]  # fmt: skip
     assert first_non_finite(history) == ("loss", float("inf"), 3)
     assert first_non_finite(history[:2]) is None
+
+
+@pytest.mark.parametrize(
+    ("recipe", "status"),
+    [({"lora_r": 4, "max_steps": 2, "learning_rate": 0.01}, "finished"),
+     ({"max_seq_length": 16384}, "failed")],
+)  # fmt: skip
+def test_a_recipe_says_how_it_went_in_its_outcome(
+    tmp_path: Path, tiny_model_dir: Path, sample_train_jsonl: Path, recipe: dict[str, Any],
+    status: str,
+) -> None:  # fmt: skip
+    """One recipe of a sweep: the recipe over the flags; its outcome finished (its losses, its
+    model) or failed (the reason: no 16k-token sequence packs from the sample), the step
+    ending well either way so that the other recipes go on."""
+    main(["--train-dataset", str(sample_train_jsonl), "--base-model", str(tiny_model_dir),
+          "--model-output", str(tmp_path / "model"), "--metrics-output", str(tmp_path / "m"),
+          "--quantization", "auto", "--max-steps", "3", "--recipe", json.dumps(recipe),
+          "--outcome-output", str(tmp_path / "outcome"),
+          "--model-uri", "gs://b/model"])  # fmt: skip
+    outcome = json.loads((tmp_path / "outcome").read_text())
+    assert (outcome["recipe"], outcome["status"]) == (recipe, status)
+    if status == "failed":
+        assert "too little text to pack into sequences of 16384 tokens" in outcome["reason"]
+        assert not (tmp_path / "model").exists() and not (tmp_path / "m").exists()
+        return
+    assert json.loads((tmp_path / "model" / "adapter_config.json").read_text())["r"] == 4
+    assert outcome["train_steps"] == 2 and outcome["model_uri"] == "gs://b/model"
+    assert outcome["metrics_uri"] == str(tmp_path / "m")
+    assert math.isfinite(outcome["validation_answer_loss"]) and outcome["tokens_per_second"] > 0
+    hyperparameters = json.loads((tmp_path / "model" / "hyperparameters.json").read_text())
+    assert hyperparameters["learning_rate"] == 0.01
+
+
+def test_the_answer_loss_is_the_answers_alone(tiny_model_dir: Path) -> None:
+    """The validation measure scores the answer's tokens (and its end of turn), not the
+    prompt's: a longer question changes nothing in what is counted."""
+    from transformers import AutoTokenizer
+
+    from yoda_fine_tuning.validation import answer_token_ids
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
+    answer = {"role": "assistant", "content": "Strong, the Force is."}
+    short = answer_token_ids(tokenizer, [{"role": "user", "content": "Hi."}, answer])
+    long = answer_token_ids(tokenizer, [{"role": "user", "content": "Hi there, how are you?"},
+                                        answer])  # fmt: skip
+    assert short[0][short[1] :] == long[0][long[1] :]
+    assert tokenizer.decode(short[0][short[1] :]).startswith("Strong, the Force is.")

@@ -35,8 +35,19 @@ FUSE_GUARD = Path(__file__).resolve().parent / "fuse_guard"
 STEP_SCRIPTS = ("yoda-data-transformation", "yoda-fine-tuning", "yoda-inference", "yoda-evaluation")
 
 
+#: The override run's sweep: a good recipe, one far slower to learn (a thousand times smaller
+#: learning rate), and one that fails (no 16k-token sequence can be packed from the sample).
+SWEEP = [{"learning_rate": 5e-2}, {"learning_rate": 5e-5}, {"max_seq_length": 16384}]
+
+
 def task_dir(run_dir: Path, task: str) -> Path:
     (found,) = run_dir.glob(f"outputs/*/{task}")
+    return found
+
+
+def recipe_dir(run_dir: Path, recipe: int) -> Path:
+    """The fine-tuning task of one recipe (from 1) of a run's sweep."""
+    (found,) = run_dir.glob(f"outputs/*/for-loop-*-iteration-{recipe - 1}/fine-tuning-component")
     return found
 
 
@@ -132,7 +143,7 @@ def override_run(offline_env: None, runs_dir: Path, default_run: Path, sample_cs
     main(["run-local", "--image-lock", LOCK, "--runs-dir", str(runs_dir),
           "--raw-data-uri", "gs://yoda-local-run/raw.csv", "--target-column", "translation",
           "--test-fraction", "0.5", "--set", "lora_r=4", "--set", "max_steps=2",
-          "--set", "max_new_tokens=3",
+          "--set", "max_new_tokens=3", "--set", f"sweep={json.dumps(SWEEP)}",
           # a permissive gate: the tiny model passes it and is registered (with the stand-in)
           "--set", "gate_min_score=0", "--set", "gate_min_uplift_vs_base=-1",
           "--set", "gate_min_uplift_vs_echo=-1", "--set", "project_id=yoda-project",
@@ -147,7 +158,8 @@ def test_every_step_ran_under_the_gcsfuse_guard_and_renamed_no_directory(
     lines = fuse_guard_log.read_text(encoding="utf-8").splitlines()
     started = [line for line in lines if " guarded " in line]
     for script in STEP_SCRIPTS:
-        assert sum(script in line for line in started) == 2, f"{script} ran unguarded"
+        runs = 1 + len(SWEEP) if script == "yoda-fine-tuning" else 2  # once per recipe
+        assert sum(script in line for line in started) == runs, f"{script} ran unguarded"
     # Outside the "mount", libraries may fall back by themselves (datasets' cache moves its
     # folder with shutil.move, which copies when the rename fails); on it, nothing is refused.
     assert [line for line in lines if " refused " in line and str(runs_dir) in line] == []
@@ -176,7 +188,7 @@ def test_data_step_outputs(default_run: Path) -> None:
 
 
 def test_fine_tuning_outputs(default_run: Path, tiny_model_dir: Path) -> None:
-    tuned = task_dir(default_run, "fine-tuning-component")
+    tuned = recipe_dir(default_run, 1)
     assert (tuned / "model" / "adapter_model.safetensors").is_file()
     assert list((tuned / "metrics").rglob("events.out.tfevents.*"))
     metrics = output_metadata(tuned, "metrics")
@@ -352,13 +364,40 @@ def test_each_run_has_its_own_folder_and_cli_overrides_apply(
     test = read_jsonl(task_dir(override_run, "data-transformation-component") / "test")
     assert len(test) == 24
     assert all(not r["messages"][1]["content"].endswith("hrrrm.") for r in test)
-    tuned = task_dir(override_run, "fine-tuning-component")
+    tuned = task_dir(override_run, "champion-component")
     assert json.loads((tuned / "model" / "adapter_config.json").read_text())["r"] == 4
     assert output_metadata(tuned, "metrics")["train_steps"] == 2
     predictions = task_dir(override_run, "inference-component")
     assert output_metadata(predictions, "predictions")["max_new_tokens"] == 3
     evaluation = task_dir(override_run, "evaluation-component")
     assert output_metadata(evaluation, "metrics")["samples"] == 24
+
+
+def test_the_sweep_picks_the_lower_validation_loss_and_marks_the_failed_recipe(
+    default_run: Path, override_run: Path
+) -> None:
+    """The champion is the recipe with the lower validation answer loss (its adapter goes on,
+    byte for byte); the failed recipe is in the table with its reason; the test split is not
+    what chose."""
+    rows = json.loads((task_dir(override_run, "champion-component") / "metrics" /
+                       "sweep.json").read_text())  # fmt: skip
+    assert [row["recipe"] for row in rows] == SWEEP
+    good, slow, failed = rows
+    assert good["champion"] and not slow["champion"] and not failed["champion"]
+    assert good["validation_answer_loss"] < slow["validation_answer_loss"]
+    assert failed["status"] == "failed" and "too little text to pack" in failed["reason"]
+    assert good["curve"] and slow["curve"] and failed["curve"] == []
+    champion = task_dir(override_run, "champion-component") / "model"
+    weights = "adapter_model.safetensors"
+    assert (champion / weights).read_bytes() == (recipe_dir(override_run, 1) / "model" /
+                                                 weights).read_bytes()  # fmt: skip
+    assert json.loads((champion / "recipe.json").read_text()) == SWEEP[0]
+    assert not (recipe_dir(override_run, 3) / "model").exists(), "no model from a failed recipe"
+    report = (task_dir(override_run, "report-component") / "markdown").read_text()
+    assert "## Sweep: 3 recipes" in report and "The champion: learning_rate=0.05." in report
+    default = json.loads((task_dir(default_run, "champion-component") / "metrics" /
+                          "sweep.json").read_text())  # fmt: skip
+    assert [row["recipe"] for row in default] == [{}] and default[0]["champion"]
 
 
 def test_offline_settings_fill_in_only_what_is_unset(
@@ -441,6 +480,7 @@ def test_a_permissive_gate_registers_the_adapter_served_by_the_inference_image(
     assert model["displayName"] == "yoda-phi3" and "default" in model["versionAliases"]
     assert model["labels"]["yoda_metric"] == "rouge_l"
     assert model["labels"]["yoda_run"].startswith("yoda-phi3-finetuning")
+    assert model["versionDescription"].endswith('recipe {"learning_rate": 0.05}')
     assert "parentModel" not in uploads[0].body, "the first registration creates the model"
     (evaluation,) = state.evaluations
     scored = output_metadata(task_dir(override_run, "evaluation-component"), "metrics")

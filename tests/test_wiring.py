@@ -18,7 +18,6 @@ from yoda_pipeline.parameters import (
     PARAMETERS,
     ROWS,
     PipelineParameters,
-    To,
     is_compiled,
 )
 from yoda_pipeline.preflight import Task, step_of, tasks
@@ -63,9 +62,10 @@ def wiring_problems(spec: dict[str, Any], settings: PipelineSettings, tmp: Path)
             default = action.default
             if isinstance(default, str) and callable(action.type):
                 default = action.type(default)  # argparse parses a text default too
-            if To(step, flag) not in routes(name):  # type: ignore[arg-type]
+            places = [(route.step, route.flag) for route in routes(name)]
+            if (step, flag) not in places:
                 problems.append(f"{step} {flag}: given {name}, which the table sends elsewhere")
-            owner = routes(name)[0] == To(step, flag)  # type: ignore[arg-type]
+            owner = places[0] == (step, flag)  # the step whose default the table copies
             if owner and not action.required and getattr(parsed, action.dest) != default:
                 problems.append(
                     f"{step} {flag}: the table's default {getattr(settings, name)!r} is not "
@@ -106,7 +106,7 @@ def test_a_compiled_row_is_a_constant_of_its_task_not_a_run_parameter(
     """accelerator_count: the GPU request is fixed when compiling, so the Vertex AI console
     does not offer it as a run parameter (a run-time value there would not change the GPUs)."""
     assert "accelerator_count" not in spec["root"]["inputDefinitions"]["parameters"]
-    task = spec["root"]["dag"]["tasks"]["fine-tuning-component"]
+    task = spec["components"]["comp-for-loop-1"]["dag"]["tasks"]["fine-tuning-component"]
     assert task["inputs"]["parameters"]["accelerator_count"] == {"runtimeValue": {"constant": 1}}
     resources = spec["deploymentSpec"]["executors"]["exec-fine-tuning-component"]["container"]
     assert resources["resources"]["accelerator"]["resourceCount"] == "1"

@@ -17,7 +17,8 @@ from yoda_step_io.gcs import download_prefix
 
 logger = logging.getLogger(__name__)
 
-FINE_TUNING_TASK = "fine-tuning-component"
+#: The task whose Model and Metrics are the run's: the sweep's champion (its recipe's copy).
+CHAMPION_TASK = "champion-component"
 EVENT_PREFIX = "events.out.tfevents."
 
 
@@ -62,7 +63,7 @@ def fine_tuning_metrics_location(source: str) -> str:
     path = Path(source)
     if not path.is_dir():
         raise StepError(f"{source} is neither a gs:// URI nor a local directory")
-    return str(run_output(path, FINE_TUNING_TASK, METRICS) or path)
+    return str(run_output(path, CHAMPION_TASK, METRICS) or path)
 
 
 def _is_event_file(relative: str) -> bool:
@@ -116,7 +117,7 @@ def tensorboard_command(args: argparse.Namespace, settings: PipelineSettings) ->
     source: str | None = args.source
     if source is None:
         run, _ = newest_run_with(
-            settings.local_runs_dir, FINE_TUNING_TASK, METRICS, holding=f"{EVENT_PREFIX}*"
+            settings.local_runs_dir, CHAMPION_TASK, METRICS, holding=f"{EVENT_PREFIX}*"
         )
         source = str(run)
     destination = fetch_tensorboard_logs(source, args.logs_dir)
@@ -134,7 +135,7 @@ def predict_command(args: argparse.Namespace, settings: PipelineSettings) -> int
     model: str | None = args.model
     if model is None:
         _, found = newest_run_with(
-            settings.local_runs_dir, FINE_TUNING_TASK, MODEL, holding=ADAPTER_CONFIG
+            settings.local_runs_dir, CHAMPION_TASK, MODEL, holding=ADAPTER_CONFIG
         )
         model = str(found)
     script = Path(sys.executable).with_name("yoda-predict")

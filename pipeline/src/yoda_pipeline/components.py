@@ -35,6 +35,7 @@ class StepComponents:
 
     data_transformation: BaseComponent
     fine_tuning: BaseComponent
+    champion: BaseComponent
     inference: BaseComponent
     evaluation: BaseComponent
     report: BaseComponent
@@ -51,6 +52,7 @@ class Io:
     annotation: Any
     flag: str | None
     location: str | None = "path"
+    uri_flag: str | None = None  # an artifact's URI too, under this flag
 
 
 def step_component(
@@ -68,6 +70,8 @@ def step_component(
             value = values[name]
             if each.flag:
                 args += [each.flag, getattr(value, each.location) if each.location else value]
+            if each.uri_flag:
+                args += [each.uri_flag, value.uri]
         for name, flag in flags.items():
             args += [flag, values[name]]
         executor_input = ["--executor-input", dsl.PIPELINE_TASK_EXECUTOR_INPUT_PLACEHOLDER]
@@ -92,8 +96,18 @@ def build_components(lock: ImageLock) -> StepComponents:
         ),
         fine_tuning=step_component(
             "fine_tuning", lock.image("fine_tuning"), "yoda-fine-tuning",
-            "LoRA on a 4-bit base: adapter to ``model``, TensorBoard logs to ``metrics``.",
+            "One recipe: LoRA on a 4-bit base; adapter to ``model``, TensorBoard logs to "
+            "``metrics``, how it went to ``outcome``.",
             {"train_dataset": Io(Input[Dataset], "--train-dataset"),
+             "recipe": Io(dict, "--recipe", None),
+             "model": Io(Output[Model], "--model-output", uri_flag="--model-uri"),
+             "metrics": Io(Output[Metrics], "--metrics-output", uri_flag="--metrics-uri"),
+             "outcome": Io(dsl.OutputPath(str), "--outcome-output", None)},
+        ),
+        champion=step_component(
+            "champion", registry_image, "yoda-champion",
+            "The sweep's champion by validation loss: its adapter and metrics, and the table.",
+            {"outcomes": Io(list, "--outcomes", None),
              "model": Io(Output[Model], "--model-output"),
              "metrics": Io(Output[Metrics], "--metrics-output")},
         ),

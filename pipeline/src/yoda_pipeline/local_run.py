@@ -129,12 +129,19 @@ def run_compiled_pipeline(
     return list_artifacts(pipeline_root)
 
 
+#: The folder of one iteration of a loop (a sweep's recipe) in a local run: it holds tasks.
+LOOP_ITERATION = "for-loop-*"
+
+
 def list_artifacts(pipeline_root: Path) -> list[Path]:
-    """Output artifacts of a local run (``<root>/<run>/<task>/<output>``), no bookkeeping."""
+    """Output artifacts of a local run (``<root>/<run>/<task>/<output>``, and in a loop's
+    iteration ``<root>/<run>/for-loop-…/<task>/<output>``), no bookkeeping."""
+    found = [*pipeline_root.glob("*/*/*"), *pipeline_root.glob(f"*/{LOOP_ITERATION}/*/*")]
     return sorted(
         path
-        for path in pipeline_root.glob("*/*/*")
+        for path in found
         if path.name != "executor_output.json"
         and not path.name.startswith(".")
+        and not path.parent.match(LOOP_ITERATION)
         and path.relative_to(pipeline_root).parts[0] != INPUTS_FOLDER
     )

@@ -15,30 +15,40 @@ run parameter the Vertex AI console offers). A step flag the pipeline does not s
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from pydantic import Field, JsonValue
+from pydantic import Field, JsonValue, field_validator
 from pydantic_settings import BaseSettings
 
 #: The steps, by their field in :class:`~yoda_pipeline.components.StepComponents`.
 Step = Literal[
-    "data_transformation", "fine_tuning", "inference", "evaluation", "report", "gate", "register"
+    "data_transformation",
+    "fine_tuning",
+    "champion",
+    "inference",
+    "evaluation",
+    "report",
+    "gate",
+    "register",
 ]
 
 
 @dataclass(frozen=True)
 class To:
-    """A parameter's destination: a step and that step's CLI flag."""
+    """A parameter's destination: a step and that step's CLI flag; ``each``: an item at a time,
+    in a loop over the parameter's list (the sweep's recipes, one per fine-tuning task)."""
 
     step: Step
     flag: str
+    each: bool = False
 
 
 def parameter(default: Any, help: str, *to: To, compiled: bool = False) -> Any:
     """One row: a settings field whose extra holds the flags it is passed to, and whether it is
     fixed at compile time."""
-    routes: list[JsonValue] = [[route.step, route.flag] for route in to]
+    routes: list[JsonValue] = [[route.step, route.flag, route.each] for route in to]
     extra: dict[str, JsonValue] = {"to": routes, "compiled": compiled}
     return Field(default, description=help, json_schema_extra=extra)
 
@@ -101,7 +111,7 @@ class PipelineParameters(BaseSettings):
         "auto",
         "auto (the architecture's own; Phi-3: o_proj,qkv_proj,gate_up_proj,down_proj), "
         "all-linear, or comma-separated module names",
-        To(TUNE, "--target-modules"),
+        To(TUNE, "--lora-target-modules"),
     )
     learning_rate: float = parameter(3e-4, "peak learning rate", To(TUNE, "--learning-rate"))
     num_train_epochs: float = parameter(
@@ -129,12 +139,27 @@ class PipelineParameters(BaseSettings):
         To(TUNE, "--gradient-checkpointing"),
     )
     logging_steps: int = parameter(10, "a loss log every N steps", To(TUNE, "--logging-steps"))
+    lr_scheduler_type: str = parameter(
+        "linear", "the learning rate's schedule after the warm-up", To(TUNE, "--lr-scheduler-type")
+    )
+    warmup_ratio: float = parameter(
+        0.0, "share of the steps the learning rate warms up over", To(TUNE, "--warmup-ratio")
+    )
+    weight_decay: float = parameter(0.0, "AdamW's weight decay", To(TUNE, "--weight-decay"))
+    neftune_noise_alpha: float = parameter(
+        0.0, "NEFTune noise on the input embeddings while training (0: off)",
+        To(TUNE, "--neftune-noise-alpha"),
+    )  # fmt: skip
+    completion_only_loss: bool = parameter(
+        False, "the loss on the assistant's answers alone, not on the prompt (needs packing "
+        "false)", To(TUNE, "--completion-only-loss"),
+    )  # fmt: skip
     validation_fraction: float = parameter(
         0.1,
         "share of the train split held out for the validation loss",
         To(TUNE, "--validation-fraction"),
     )
-    training_seed: int = parameter(42, "seed of the training run", To(TUNE, "--seed"))
+    training_seed: int = parameter(42, "seed of the training run", To(TUNE, "--training-seed"))
     accelerator_count: int = parameter(
         1,
         "GPUs of the fine-tuning task on Vertex AI, one data-parallel rank each (on a CPU: gloo "
@@ -173,6 +198,22 @@ class PipelineParameters(BaseSettings):
         To(INFER, "--merge-adapter"),
     )
 
+    # The sweep: recipes fine-tuned side by side, the champion chosen by validation loss
+    sweep: list[dict[str, Any]] = parameter(
+        [{}],
+        "recipes to fine-tune side by side, a JSON list of objects of fine-tuning "
+        'hyper-parameters over the ones above, e.g. [{"learning_rate": 1e-3}, {"lora_r": 16}]; '
+        "[{}] (the default; [] too): one recipe, the parameters as they are. The champion, by "
+        "validation loss, goes on to inference and registration",
+        To("champion", "--sweep"),
+        To(TUNE, "--recipe", each=True),
+    )
+    sweep_max_recipes: int = parameter(
+        8,
+        "the most recipes a sweep may have (each a fine-tuning task)",
+        To("champion", "--max-recipes"),
+    )
+
     # Evaluation
     evaluation_metrics: str = parameter(
         "",
@@ -209,6 +250,14 @@ class PipelineParameters(BaseSettings):
     region: str = parameter(
         "", "Vertex AI region with T4 quota, e.g. europe-west4", To("register", "--location")
     )
+
+    @field_validator("sweep", mode="before")
+    @classmethod
+    def _sweep_from_text(cls, value: Any) -> Any:
+        """``--set sweep=[…]`` is JSON text; an empty sweep is one recipe: ``[{}]``."""
+        if isinstance(value, str):
+            value = json.loads(value) if value.strip() else []
+        return value or [{}]
 
     def parameter_values(self) -> dict[str, Any]:
         """The pipeline's run parameters (not the compiled rows), by name."""

@@ -28,7 +28,8 @@ def _gpu_task(task: dsl.PipelineTask, settings: PipelineSettings, gpus: int = 1)
 PIPELINE_DOC = """The Yoda fine-tuning pipeline.
 
 1. Data transformation: raw CSV -> conversational train/test JSON Lines.
-2. Fine-tuning: LoRA adapter on a 4-bit Phi-3 base (GPU), TensorBoard logs and metrics.
+2. Fine-tuning, once per recipe of the ``sweep`` (side by side): LoRA adapter on a 4-bit Phi-3
+   base (GPU), TensorBoard logs and metrics; the champion, by validation loss, goes on.
 3. Inference: batched generation on the test set (GPU) -> predictions CSV, and the base
    model's answers (the adapter switched off) unless ``with_base_model`` is false.
 4. Evaluation: ragas scores per sample (CSV) and aggregated (Metrics), for the
@@ -55,14 +56,21 @@ def build_pipeline(components: StepComponents, settings: PipelineSettings) -> An
         data = components.data_transformation(**given("data_transformation"))
         data.set_display_name("Data transformation")
 
-        fine_tuning = components.fine_tuning(
-            train_dataset=data.outputs["train"], **given("fine_tuning")
-        ).set_display_name("Fine-tuning (QLoRA)")
-        # as many GPUs as ranks, both compiled in: a GPU request is fixed when the spec is made
-        _gpu_task(fine_tuning, settings, gpus=settings.accelerator_count)
+        with dsl.ParallelFor(
+            values["sweep"], parallelism=settings.sweep_parallelism, name="recipes"
+        ) as recipe:
+            fine_tuning = components.fine_tuning(
+                train_dataset=data.outputs["train"], recipe=recipe, **given("fine_tuning")
+            ).set_display_name("Fine-tuning (QLoRA), one recipe")
+            # as many GPUs as ranks, both compiled in: a GPU request is fixed in the spec
+            _gpu_task(fine_tuning, settings, gpus=settings.accelerator_count)
+
+        champion = components.champion(
+            outcomes=dsl.Collected(fine_tuning.outputs["outcome"]), **given("champion")
+        ).set_display_name("Champion (validation loss)")
 
         inference = components.inference(
-            model=fine_tuning.outputs["model"],
+            model=champion.outputs["model"],
             test_dataset=data.outputs["test"],
             **given("inference"),
         ).set_display_name("Inference")
@@ -77,8 +85,8 @@ def build_pipeline(components: StepComponents, settings: PipelineSettings) -> An
         components.report(
             evaluation_results=evaluation.outputs["evaluation_results"],
             evaluation_metrics=evaluation.outputs["metrics"],
-            training_metrics=fine_tuning.outputs["metrics"],
-            model=fine_tuning.outputs["model"],
+            training_metrics=champion.outputs["metrics"],
+            model=champion.outputs["model"],
             **given("report"),
         ).set_display_name("Report")
 
@@ -88,7 +96,7 @@ def build_pipeline(components: StepComponents, settings: PipelineSettings) -> An
 
         with dsl.If(gate.outputs["passed"] == True, name="gate-passed"):  # noqa: E712
             components.register(
-                model=fine_tuning.outputs["model"],
+                model=champion.outputs["model"],
                 evaluation_metrics=evaluation.outputs["metrics"],
                 **given("register"),
             ).set_display_name("Register in Model Registry").set_retry(

@@ -27,6 +27,11 @@ from yoda_step_io import BadValueError, Step, StepError
 INPUT_PARAMETER = re.compile(r"^\{\{\$\.inputs\.parameters\['([\w-]+)'\]\}\}$")
 
 
+#: What a task input that another task gives stands in as, by its KFP type, before the run.
+UNKNOWN: dict[str, Any] = {"STRING": "", "NUMBER_INTEGER": 0, "NUMBER_DOUBLE": 0.0,
+                           "BOOLEAN": False, "LIST": [], "STRUCT": {}}  # fmt: skip
+
+
 class PreflightError(ValueError):
     """A value a step would refuse, in one line naming its setting."""
 
@@ -84,8 +89,11 @@ def _dag_tasks(
         component = spec["components"][task["componentRef"]["name"]]
         given: dict[str, Any] = {}
         sources: dict[str, str] = {}
+        declared = component.get("inputDefinitions", {}).get("parameters", {})
         for key, input_spec in task.get("inputs", {}).get("parameters", {}).items():
             given[key], source = _value(input_spec, values, origin, key)
+            if given[key] is None:  # another task's output: an empty value of its type
+                given[key] = UNKNOWN[declared.get(key, {}).get("parameterType", "STRING")]
             if source:
                 sources[key] = source
         if "dag" in component:

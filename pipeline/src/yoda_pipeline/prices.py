@@ -31,9 +31,10 @@ def _price(gpu: str, count: int) -> str:
 
 def run_price_line(settings: PipelineSettings) -> str:
     """The GPU tasks and their price per hour while they run, in one line."""
-    gpu, count = settings.accelerator_type, settings.accelerator_count
+    gpu, count, recipes = settings.accelerator_type, settings.accelerator_count, len(settings.sweep)
+    each = f" each, {recipes} recipes" if recipes > 1 else ""
     return (
-        f"GPU tasks: fine-tuning on {count} x {gpu}, {_price(gpu, count)}; inference on 1 x "
+        f"GPU tasks: fine-tuning on {count} x {gpu}, {_price(gpu, count)}{each}; inference on 1 x "
         f"{gpu}, {_price(gpu, 1)} (Compute Engine list prices, us-central1; Vertex AI bills "
         f"its own rates: {PRICING_PAGE})"
     )

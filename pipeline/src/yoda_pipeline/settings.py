@@ -5,6 +5,7 @@ Values come from the environment or a ``.env`` file (``YODA_`` prefix; see ``.en
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Callable
 from importlib import resources
@@ -95,6 +96,8 @@ class PipelineSettings(PipelineParameters):
     cpu_limit: str = "16"
     memory_limit: str = "50G"
     gpu_task_retries: int = Field(2, ge=0, le=10, description="retries of a failed GPU task")
+    # A sweep's recipes fine-tuned at once: on Vertex AI each on its own GPUs (compiled in)
+    sweep_parallelism: int = Field(4, ge=1, le=64, description="recipes fine-tuned at once")
 
     #: the pipeline's run parameters, in the order the pipeline declares them
     PARAMETERS: ClassVar[tuple[str, ...]] = PARAMETERS
@@ -110,7 +113,8 @@ class PipelineSettings(PipelineParameters):
 def variable(name: str, value: object) -> str:
     """``YODA_NAME='value'``, and ``(--set name=)`` where that flag takes it."""
     flag = f" (--set {name}=)" if name in PipelineSettings.ROWS else ""
-    return f"YODA_{name.upper()}={value!r}{flag}"
+    shown = json.dumps(value) if isinstance(value, list | dict) else repr(value)
+    return f"YODA_{name.upper()}={shown}{flag}"
 
 
 def settings_error(error: ValidationError) -> SettingsError:

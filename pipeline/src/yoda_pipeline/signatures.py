@@ -15,13 +15,18 @@ def routes(name: str) -> tuple[To, ...]:
     """Where the parameter ``name`` goes."""
     extra = PipelineParameters.model_fields[name].json_schema_extra
     assert isinstance(extra, dict), f"{name}: declare every parameter with parameter()"
-    return tuple(To(step, flag) for step, flag in typing.cast(list[list[Any]], extra["to"]))
+    return tuple(To(*route) for route in typing.cast(list[list[Any]], extra["to"]))
 
 
 def step_parameters(step: Step) -> dict[str, str]:
     """Parameter name -> flag, for the parameters ``step`` takes (the compiled rows too), in
     declaration order."""
-    return {name: route.flag for name in ROWS for route in routes(name) if route.step == step}
+    return {
+        name: route.flag
+        for name in ROWS
+        for route in routes(name)
+        if route.step == step and not route.each
+    }
 
 
 def kfp_type(name: str) -> type:
@@ -29,6 +34,8 @@ def kfp_type(name: str) -> type:
     annotation = PipelineParameters.model_fields[name].annotation
     if typing.get_origin(annotation) is Literal:
         return type(typing.get_args(annotation)[0])
+    if typing.get_origin(annotation) is list:
+        return list
     assert annotation in (str, int, float, bool), f"{name}: a KFP parameter type, not {annotation}"
     return typing.cast(type, annotation)
 

@@ -8,6 +8,12 @@ from html import escape
 WIDTH, HEIGHT, PAD = 560, 240, 40
 COLOURS = {"fine-tuned": "#2b6cb0", "base model": "#c05621", "training": "#2b6cb0",
            "validation": "#c05621"}  # fmt: skip
+#: Series without a colour of their own (a sweep's recipes), by their order.
+PALETTE = ("#2b6cb0", "#c05621", "#2f855a", "#6b46c1", "#b7791f", "#c53030", "#319795", "#555")
+
+
+def colour(name: str, index: int) -> str:
+    return COLOURS.get(name, PALETTE[index % len(PALETTE)])
 
 
 def histogram(values: Sequence[float], bins: int = 10) -> list[int]:
@@ -38,7 +44,7 @@ def _axes(x_label: str, y_label: str, y_max: float, x_max: float, y_min: float =
 def _legend(names: Sequence[str]) -> str:
     return "".join(
         f'<rect x="{WIDTH - 150}" y="{14 + 16 * i}" width="10" height="10" '
-        f'fill="{COLOURS.get(name, "#555")}"/>'
+        f'fill="{colour(name, i)}"/>'
         f'<text x="{WIDTH - 135}" y="{23 + 16 * i}">{escape(name)}</text>'
         for i, name in enumerate(names)
     )
@@ -58,9 +64,9 @@ def svg_lines(curves: dict[str, list[tuple[float, float]]], x_label: str, y_labe
         return f"{PAD + plot_w * x / x_max:.1f},{HEIGHT - PAD - height:.1f}"
 
     lines = "".join(
-        f'<polyline fill="none" stroke="{COLOURS.get(name, "#555")}" stroke-width="2" '
+        f'<polyline fill="none" stroke="{colour(name, i)}" stroke-width="2" '
         f'points="{" ".join(xy(x, y) for x, y in series)}"/>'
-        for name, series in curves.items()
+        for i, (name, series) in enumerate(curves.items())
     )
     return (
         f'<svg class="chart" viewBox="0 0 {WIDTH} {HEIGHT}" role="img" '
@@ -79,7 +85,7 @@ def svg_histogram(series: Mapping[str, Sequence[float]], x_label: str, bins: int
     bars = "".join(
         f'<rect x="{PAD + slot * b + slot * 0.1 + bar_w * s:.1f}" '
         f'y="{HEIGHT - PAD - plot_h * n / y_max:.1f}" width="{bar_w:.1f}" '
-        f'height="{plot_h * n / y_max:.1f}" fill="{COLOURS.get(name, "#555")}">'
+        f'height="{plot_h * n / y_max:.1f}" fill="{colour(name, s)}">'
         f"<title>{escape(name)}: {n} in [{b / bins:.1f}, {(b + 1) / bins:.1f})</title></rect>"
         for s, (name, bars_) in enumerate(counts.items())
         for b, n in enumerate(bars_)

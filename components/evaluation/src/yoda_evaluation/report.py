@@ -3,7 +3,8 @@ image from elsewhere) and the same facts as Markdown, for KFP's ``HTML`` and ``M
 artifacts (Vertex AI's "View HTML").
 
 It shows the headline table (fine-tuned, base model and echo baseline by metric, the uplifts
-coloured), the training and validation loss by step, the distribution of per-sample ROUGE-L for
+coloured), a sweep's recipes (the champion's beside the headline), the training and validation
+loss by step, the distribution of per-sample ROUGE-L for
 the fine-tuned and the base model, the ten best and ten worst samples, the degenerate answers,
 and the run's hyper-parameters and data counts.
 """
@@ -19,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from yoda_evaluation.charts import svg_histogram, svg_lines
+from yoda_evaluation.sweep import load_sweep, recipe_text, sweep_html, sweep_markdown
 from yoda_step_io import StepError
 from yoda_step_io.contract import HYPERPARAMETERS_FILE, LOG_HISTORY_FILE, METRICS_FILE, read_metrics
 from yoda_step_io.scores import degenerate_rows, format_score, headline_rows, metric_names
@@ -36,6 +38,8 @@ class ReportInputs:
     log_history: list[dict[str, Any]] = field(default_factory=list)
     training: dict[str, Any] = field(default_factory=dict)
     hyperparameters: dict[str, Any] = field(default_factory=dict)
+    sweep: list[dict[str, Any]] = field(default_factory=list)
+    recipe: dict[str, Any] | None = None
 
     @property
     def ranking_metric(self) -> str:
@@ -87,7 +91,8 @@ def load_report_inputs(
     hyperparameters: dict[str, Any] = {}
     if model is not None and (model / HYPERPARAMETERS_FILE).is_file():
         hyperparameters = _json(model / HYPERPARAMETERS_FILE, "hyper-parameters")
-    return ReportInputs(aggregates, samples, history, training, hyperparameters)
+    sweep, recipe = load_sweep(training_metrics, model)
+    return ReportInputs(aggregates, samples, history, training, hyperparameters, sweep, recipe)
 
 
 def loss_curves(history: Sequence[dict[str, Any]]) -> dict[str, list[tuple[float, float]]]:
@@ -220,16 +225,26 @@ def render_html(inputs: ReportInputs) -> str:
         "<h1>Yoda fine-tuning report</h1>"
         f"<p>{samples} test samples. Means per metric; the uplift is the fine-tuned model's mean "
         "minus the baseline's (the echo baseline answers with the user's own sentence).</p>"
-        f'<table id="headline"><tr><th></th>{head}</tr>{rows}</table>'
+        f'<table id="headline"><tr><th></th>{head}</tr>{rows}</table>{_champion(inputs)}'
         "<h2>Degenerate answers</h2><table><tr><th></th><th>empty</th>"
         f"<th>one word repeated</th><th>cut at max_new_tokens</th></tr>{degenerate}</table>"
         '<div class="charts"><section><h2>Loss by step</h2>'
         f"{loss_chart}</section><section><h2>Per-sample {escape(by)}</h2>"
         f"{svg_histogram(distributions, by)}</section></div>"
+        f"{sweep_html(inputs.sweep) if len(inputs.sweep) > 1 else ''}"
         f"{_samples_html(f'Best {len(best)} by {by}', best, by)}"
         f"{_samples_html(f'Worst {len(worst)} by {by}', worst, by)}"
         f"<h2>Run</h2><table>{facts}</table></body></html>\n"
     )
+
+
+def _champion(inputs: ReportInputs) -> str:
+    """The champion's recipe beside the headline scores, in a sweep of several."""
+    if len(inputs.sweep) < 2:
+        return ""
+    number = next((row["number"] for row in inputs.sweep if row.get("champion")), "?")
+    return (f"<p>The model above is the sweep's champion, recipe {number} of "
+            f"{len(inputs.sweep)}: {escape(recipe_text(inputs.recipe))}.</p>")  # fmt: skip
 
 
 def _md(text: str) -> str:
@@ -248,6 +263,8 @@ def render_markdown(inputs: ReportInputs) -> str:
     for label, counts in degenerate_rows(inputs.aggregates):
         cells = ["-" if n is None else str(n) for n in counts.values()]
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    if len(inputs.sweep) > 1:
+        lines += ["", f"The champion: {recipe_text(inputs.recipe)}.", *sweep_markdown(inputs.sweep)]
     by = inputs.ranking_metric
     for title, rows in zip(("Best", "Worst"), ranked(inputs), strict=True):
         lines += ["", f"## {title} {len(rows)} by {by}", ""]

@@ -61,7 +61,7 @@ def check_target_names(targets: tuple[str, ...], base_model: str, here: bool) ->
     unknown = [name for name in targets if known and name not in known]
     if known and unknown:
         raise BadValueError(
-            "--target-modules",
+            "--lora-target-modules",
             ",".join(targets),
             f"{base_model} has the linear layers {', '.join(known)}: name some of those, or "
             f"{AUTO_TARGETS} or {ALL_LINEAR} alone",

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 from yoda_fine_tuning.distributed import COLLECTIVE_TIMEOUT
 from yoda_fine_tuning.hyperparams import ALL_LINEAR, HyperParameters
 from yoda_fine_tuning.plan import RunPlan
-from yoda_step_io.chat import render_chat
+from yoda_step_io.chat import assistant_prefix, render_chat
 
 if TYPE_CHECKING:
     from peft import LoraConfig
@@ -28,8 +28,8 @@ def build_lora_config(hp: HyperParameters) -> LoraConfig:
         lora_dropout=hp.lora_dropout,
         # peft takes its special value as a string, names as a list
         target_modules=ALL_LINEAR
-        if hp.target_modules == (ALL_LINEAR,)
-        else list(hp.target_modules),
+        if hp.lora_target_modules == (ALL_LINEAR,)
+        else list(hp.lora_target_modules),
         bias="none",
         task_type="CAUSAL_LM",
     )
@@ -73,6 +73,10 @@ def build_sft_config(
         num_train_epochs=hp.num_train_epochs,
         max_steps=hp.max_steps,
         learning_rate=hp.learning_rate,
+        lr_scheduler_type=hp.lr_scheduler_type,
+        warmup_ratio=hp.warmup_ratio,
+        weight_decay=hp.weight_decay,
+        neftune_noise_alpha=hp.neftune_noise_alpha or None,
         optim=plan.optim,
         gradient_checkpointing=hp.gradient_checkpointing,
         gradient_checkpointing_kwargs={"use_reentrant": False},
@@ -83,11 +87,23 @@ def build_sft_config(
         save_strategy="steps",
         save_steps=hp.logging_steps,
         save_total_limit=2,
-        seed=hp.seed,
+        seed=hp.training_seed,
         use_cpu=not plan.use_cuda,
         disable_tqdm=not progress_bar,
         **ddp,
     )
+
+
+def build_data_collator(hp: HyperParameters, tokenizer: PreTrainedTokenizerBase) -> Any:
+    """With ``completion_only_loss``: labels on the assistant's answers alone, found after the
+    chat template's assistant prefix (trl's ``DataCollatorForCompletionOnlyLM``); else None,
+    trl's default: the loss on every token."""
+    if not hp.completion_only_loss:
+        return None
+    from trl import DataCollatorForCompletionOnlyLM
+
+    prefix = tokenizer.encode(assistant_prefix(tokenizer), add_special_tokens=False)
+    return DataCollatorForCompletionOnlyLM(response_template=prefix, tokenizer=tokenizer)
 
 
 def chat_formatter(tokenizer: PreTrainedTokenizerBase) -> Any:

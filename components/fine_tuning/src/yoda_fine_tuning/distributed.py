@@ -29,6 +29,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+from yoda_fine_tuning.guards import RecipeError
 from yoda_step_io import BadValueError, StepError
 
 logger = logging.getLogger(__name__)
@@ -150,7 +151,8 @@ def launch(argv: Sequence[str], count: int, exchange: Path, *, cuda: bool) -> di
         failures = {rank: failure.exitcode for rank, failure in result.failures.items()}
         rank = root_cause(failures, {rank: _said(exchange, rank) for rank in failures})
         said = _said(exchange, rank)
-        raise StepError(
+        failed = RecipeError if said and said[0] == "recipe" else StepError
+        raise failed(
             f"fine-tuning rank {rank} of {count} failed: "
             f"{said[1] if said else _death(failures[rank])}"
         )
@@ -167,7 +169,7 @@ def root_cause(exitcodes: Mapping[int, int], said: Mapping[int, tuple[str, str] 
     def order(rank: int) -> int:
         code, words = exitcodes[rank], said.get(rank)
         if words is not None:
-            return 1 if words[0] == "step" else 3
+            return 1 if words[0] in ("step", "recipe") else 3
         if code == -signal.SIGTERM:
             return 4
         return 0 if code < 0 else 2
@@ -215,7 +217,7 @@ def report_error(ranks: Ranks, error: BaseException) -> None:
         step = isinstance(error, StepError)
         text = str(error) if step else f"{type(error).__name__}: {error}"
         path = ranks.exchange / f"rank-{ranks.rank}.error"
-        kind = "step" if step else "exception"
+        kind = "recipe" if isinstance(error, RecipeError) else "step" if step else "exception"
         path.write_text(f"{kind} {' '.join(text.split())}\n", encoding="utf-8")
 
 

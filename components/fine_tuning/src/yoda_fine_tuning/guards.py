@@ -13,6 +13,11 @@ from yoda_step_io import StepError
 LOSSES = ("loss", "eval_loss")
 
 
+class RecipeError(StepError):
+    """The recipe failed (it diverged, or cannot make one training sequence): in a sweep, the
+    recipe is marked failed and the others go on."""
+
+
 def first_non_finite(history: Sequence[Mapping[str, Any]]) -> tuple[str, float, int] | None:
     """The first logged loss that is NaN or infinite: (name, value, step)."""
     for entry in history:
@@ -38,8 +43,8 @@ def check_converging(history: Sequence[Mapping[str, Any]], final: Mapping[str, f
         return
     name, value, step = found
     where = f"at step {step}" if step >= 0 else "at the end"
-    label = "training loss" if name in ("loss", "train_loss") else "validation loss"
-    raise StepError(
+    label = {"loss": "training loss", "train_loss": "training loss"}.get(name, "validation loss")
+    raise RecipeError(
         f"training diverged: the {label} is {value} {where}, so no model is published: try a "
         f"lower learning_rate (now {hp.learning_rate:g}) or compute_dtype float32 "
         f"(now {hp.compute_dtype})"

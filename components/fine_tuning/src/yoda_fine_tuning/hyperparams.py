@@ -45,6 +45,10 @@ OPTIMIZERS = (
     "paged_ademamix_32bit",
 )  # fmt: skip
 
+#: The Trainer's learning-rate schedules that need no extra settings.
+SCHEDULES = ("linear", "cosine", "constant", "constant_with_warmup", "cosine_with_restarts",
+             "polynomial", "inverse_sqrt")  # fmt: skip
+
 #: The most tokens one rank may train on (max_steps x batch x sequence length): weeks of a T4.
 MAX_TRAINING_TOKENS = 10**9
 
@@ -81,7 +85,7 @@ class HyperParameters:
     lora_r: int = value(8, integer(1, 1024), "LoRA rank")
     lora_alpha: int = value(16, integer(1, 4096), "LoRA alpha")
     lora_dropout: float = value(0.05, number(ge=0.0, lt=1.0), "LoRA dropout")
-    target_modules: tuple[str, ...] = value(
+    lora_target_modules: tuple[str, ...] = value(
         (AUTO_TARGETS,), TARGETS, "LoRA targets: auto is the architecture's own (architecture.py)"
     )
     learning_rate: float = value(3e-4, number(gt=0.0, le=10.0), "peak learning rate")
@@ -101,14 +105,28 @@ class HyperParameters:
     optim: str = value("paged_adamw_8bit", one_of(*OPTIMIZERS), "a transformers optimizer")
     gradient_checkpointing: bool = value(True, BOOLEAN, "recompute activations: less memory")
     logging_steps: int = value(10, integer(1, 100_000), "a loss (and validation) every N steps")
+    lr_scheduler_type: str = value("linear", one_of(*SCHEDULES), "the learning rate's schedule")
+    warmup_ratio: float = value(0.0, number(ge=0.0, lt=1.0), "share of the steps warming up")
+    weight_decay: float = value(0.0, number(ge=0.0, le=1.0), "AdamW's weight decay")
+    neftune_noise_alpha: float = value(
+        0.0, number(ge=0.0, le=100.0), "NEFTune noise on the input embeddings (0: off)"
+    )
+    completion_only_loss: bool = value(
+        False, BOOLEAN, "the loss on the assistant's answers alone (needs packing false)"
+    )
     validation_fraction: float = value(
         0.1, number(gt=0.0, lt=1.0), "share of the train split held out for validation"
     )
-    seed: int = value(42, SEED, "seed of the LoRA initialisation, shuffles and dropout")
+    training_seed: int = value(42, SEED, "seed of the LoRA initialisation, shuffles and dropout")
 
     def validate(self) -> None:
         """Raise :class:`BadValueError` naming the first value that is not allowed (its flag)."""
         check_fields(self)
+        if self.completion_only_loss and self.packing:
+            raise BadValueError(
+                "--completion-only-loss", True, "it needs --packing false (a packed sequence "
+                "mixes several conversations, so no answer can be found in it)",
+            )  # fmt: skip
         tokens = self.max_steps * self.tokens_per_step()
         if tokens > MAX_TRAINING_TOKENS:
             raise BadValueError(
@@ -125,7 +143,7 @@ class HyperParameters:
     def as_dict(self) -> dict[str, Any]:
         """JSON-friendly values (target modules as a comma-separated string)."""
         values = dataclasses.asdict(self)
-        values["target_modules"] = ",".join(self.target_modules)
+        values["lora_target_modules"] = ",".join(self.lora_target_modules)
         return values
 
     def numeric(self) -> dict[str, float]:

@@ -37,7 +37,8 @@ def split_validation(conversations: list[Conversation], hp: HyperParameters) -> 
             "(one to train on, one to validate)"
         )
     n_eval = max(1, round(len(conversations) * hp.validation_fraction))
-    split = Dataset.from_list(conversations).train_test_split(test_size=n_eval, seed=hp.seed)
+    rows = Dataset.from_list(conversations)
+    split = rows.train_test_split(test_size=n_eval, seed=hp.training_seed)
     return {"train": split["train"], "validation": split["test"]}
 
 
@@ -87,7 +88,8 @@ def load_model(
     if added:
         model.resize_token_embeddings(len(tokenizer))
     model.config.use_cache = False  # incompatible with gradient checkpointing
-    hp = dataclasses.replace(hp, target_modules=resolve_target_modules(hp.target_modules, model))
+    targets = resolve_target_modules(hp.lora_target_modules, model)
+    hp = dataclasses.replace(hp, lora_target_modules=targets)
     return add_adapter(model, hp, plan), tokenizer, hp
 
 

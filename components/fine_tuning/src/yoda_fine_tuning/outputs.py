@@ -29,25 +29,26 @@ def run_metrics(
     parameters: tuple[int, int],
     plan: RunPlan,
     hp: HyperParameters,
+    row_tokens: float,
     world_size: int = 1,
 ) -> dict[str, float]:
-    """The Metrics artifact's scalars, with the numeric hyper-parameters to compare runs by;
-    with several ranks, their number, the effective batch and the tokens/s of all of them (the
-    Trainer's samples/s counts every rank's; runtime and memory are rank 0's)."""
+    """The Metrics artifact's scalars, with the numeric hyper-parameters to compare runs by, and
+    the tokens/s of all ranks (``row_tokens`` per training row: the sequence length when packed;
+    the Trainer's samples/s counts every rank's; runtime and memory are rank 0's); with several
+    ranks, their number and the effective batch."""
     trainable, total = parameters
+    samples_per_second = float(train_output.metrics["train_samples_per_second"])
     ranks = {}
     if world_size > 1:
-        samples_per_second = float(train_output.metrics["train_samples_per_second"])
         ranks = {
             "world_size": float(world_size),
             "effective_batch_size": float(hp.per_device_train_batch_size * world_size),
         }
-        if hp.packing:  # every row max_seq_length tokens; unpacked rows are shorter
-            ranks["tokens_per_second"] = samples_per_second * hp.max_seq_length
     return {
         **losses,
         "train_runtime_s": float(train_output.metrics["train_runtime"]),
-        "train_samples_per_second": float(train_output.metrics["train_samples_per_second"]),
+        "train_samples_per_second": samples_per_second,
+        "tokens_per_second": samples_per_second * row_tokens,
         "train_steps": float(train_output.global_step),
         "train_conversations": float(len(datasets["train"])),
         "validation_conversations": float(len(datasets["validation"])),

@@ -21,9 +21,9 @@ from yoda_fine_tuning.checkpoints import (
     release_checkpoint_folder,
     weights_only_resume,
 )
-from yoda_fine_tuning.configs import build_sft_config, chat_formatter
+from yoda_fine_tuning.configs import build_data_collator, build_sft_config, chat_formatter
 from yoda_fine_tuning.distributed import SINGLE, Ranks, join_ranks
-from yoda_fine_tuning.guards import check_converging, stop_on_non_finite
+from yoda_fine_tuning.guards import RecipeError, check_converging, stop_on_non_finite
 from yoda_fine_tuning.hyperparams import HyperParameters
 from yoda_fine_tuning.loading import (
     check_only_lora_trainable,
@@ -35,6 +35,7 @@ from yoda_fine_tuning.loading import (
 from yoda_fine_tuning.logs import progress_callback
 from yoda_fine_tuning.outputs import model_metadata, run_metrics, save_adapter, write_records
 from yoda_fine_tuning.plan import RunPlan, plan_run
+from yoda_fine_tuning.validation import answer_loss, mean_tokens
 from yoda_step_io import StepError, local_inputs, outputs_in_place, timed, timing
 from yoda_step_io.conversations import read_conversations
 from yoda_step_io.libraries import device_support, quiet_progress_bars, skip_bitsandbytes
@@ -97,7 +98,11 @@ def fine_tune(
         trainer = _make_trainer(model, tokenizer, datasets, hp, plan, checkpoints,
                                 metrics_output / "tensorboard", ranks, quiet=quiet)  # fmt: skip
         train_output, losses = _train(trainer, checkpoints)
-        metrics = run_metrics(losses, train_output, datasets, parameters, plan, hp, ranks.size)
+        validation = list(datasets["validation"])
+        losses["validation_answer_loss"] = answer_loss(trainer.model, tokenizer, validation)
+        rows = float(hp.max_seq_length) if hp.packing else mean_tokens(tokenizer, validation)
+        metrics = run_metrics(losses, train_output, datasets, parameters, plan, hp, rows,
+                              ranks.size)  # fmt: skip
         _check_converging(trainer.state.log_history, losses, hp, checkpoints, ranks)
         metadata = model_metadata(hp, base_model, plan, revision)
         if ranks.main:
@@ -125,7 +130,7 @@ def _set_up(hp: HyperParameters) -> tuple[RunPlan, bool]:
     timing.mark("imports")
     # The LoRA weights' initialisation and trl's packing shuffle draw from the global RNGs before
     # the Trainer seeds them: seed them first, or no two runs are alike.
-    set_seed(hp.seed)
+    set_seed(hp.training_seed)
     return plan, quiet
 
 
@@ -190,11 +195,12 @@ def _make_trainer(
             eval_dataset=datasets["validation"],
             processing_class=tokenizer,
             formatting_func=chat_formatter(tokenizer),
+            data_collator=build_data_collator(hp, tokenizer),
         )
     except ValueError as error:
         if "packed sequence" not in str(error):
             raise
-        raise StepError(
+        raise RecipeError(
             f"too little text to pack into sequences of {hp.max_seq_length} tokens: "
             "use more rows, a larger validation_fraction, or --packing false"
         ) from error

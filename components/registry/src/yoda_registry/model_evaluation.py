@@ -26,6 +26,7 @@ description.
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections.abc import Mapping
@@ -67,13 +68,18 @@ def evaluation_metadata(aggregates: Mapping[str, float], run_name: str) -> dict[
     }
 
 
-def version_description(aggregates: Mapping[str, float], metric: str, run_name: str) -> str:
-    """One line for the version: the gate metric, and the baselines it beat, by how much."""
+def version_description(
+    aggregates: Mapping[str, float], metric: str, run_name: str, recipe: Mapping[str, Any]
+) -> str:
+    """One line for the version: the gate metric, and the baselines it beat, by how much; the
+    recipe it was trained with (a sweep's champion's overrides), if any."""
     parts = [f"run {run_name}: {metric} {aggregates[f'{metric}_mean']:.4f}"]
     for baseline in ("base", "echo"):
         score, uplift = f"{baseline}_{metric}_mean", f"{metric}_uplift_vs_{baseline}"
         if score in aggregates and uplift in aggregates:
             parts.append(f"{baseline} {aggregates[score]:.4f} (uplift {aggregates[uplift]:+.4f})")
+    if recipe:
+        parts.append("recipe " + json.dumps(dict(recipe), sort_keys=True))
     return "; ".join(parts)
 
 

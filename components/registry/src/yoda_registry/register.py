@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import json
 import logging
 import re
 from collections.abc import Mapping
@@ -24,7 +25,8 @@ from typing import Any
 
 from yoda_registry.model_evaluation import import_evaluation, version_description
 from yoda_step_io import Reported, Step, StepError, add_executor_input_flag, step_parser
-from yoda_step_io.contract import read_metrics
+from yoda_step_io.contract import RECIPE_FILE, read_metrics
+from yoda_step_io.gcs import read_location
 from yoda_step_io.scores import METRIC_NAMES
 from yoda_step_io.serving import SERVING
 from yoda_step_io.values import one_of, text
@@ -142,6 +144,7 @@ def register_model(
     metric: str,
     run_name: str,
     endpoint: str | None = None,
+    recipe: Mapping[str, Any] | None = None,
 ) -> Registered:
     """Upload the adapter as a new version, the default one if it beats the current default,
     and attach the evaluation; a version already registered from ``model_uri`` is reused.
@@ -179,7 +182,7 @@ def register_model(
         "none" if current is None else f"{current:.4f}",
         "the new default" if is_default else "not the default",
     )  # fmt: skip
-    description = version_description(aggregates, metric, run_name)
+    description = version_description(aggregates, metric, run_name, recipe or {})
     model = _upload(aiplatform, model_uri, parent, serving_image, display_name=display_name,
                     is_default_version=is_default, labels=labels,
                     version_description=description)  # fmt: skip
@@ -213,6 +216,16 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def trained_recipe(model_uri: str) -> dict[str, Any]:
+    """The recipe the model was trained with (the sweep champion's ``recipe.json``); {} where
+    there is none (the parameters as given)."""
+    try:
+        recipe = json.loads(read_location(f"{model_uri.rstrip('/')}/{RECIPE_FILE}"))
+    except (OSError, ValueError):
+        return {}
+    return recipe if isinstance(recipe, dict) else {}
+
+
 def body(args: argparse.Namespace) -> Reported:
     """Register (not offline); the registered version, by its API URL."""
     import os
@@ -228,6 +241,7 @@ def body(args: argparse.Namespace) -> Reported:
             args.model_uri, aggregates, project=args.project, location=args.location,
             display_name=args.display_name, serving_image=args.serving_image,
             metric=args.metric, run_name=args.run_name, endpoint=endpoint,
+            recipe=trained_recipe(args.model_uri),
         )  # fmt: skip
     logger.info("registered %s (default version: %s)", registered.resource_name,
                 registered.is_default)  # fmt: skip
@@ -237,6 +251,7 @@ def body(args: argparse.Namespace) -> Reported:
         "is_default_version": registered.is_default,
         "reused": registered.reused,
         f"{args.metric}_mean": registered.score,
+        "recipe": json.dumps(trained_recipe(args.model_uri)),
     }
     if registered.replaced_score is not None:
         metadata["previous_default_score"] = registered.replaced_score

@@ -78,6 +78,15 @@ def render_chat(
     return text
 
 
+def assistant_prefix(tokenizer: Any) -> str:
+    """What the chat template puts before an assistant's answer (``<|assistant|>\n`` for Phi-3,
+    ``<|im_start|>assistant\n`` for ChatML): the generation prompt, read off the template."""
+    user = [{"role": "user", "content": "x"}]
+    plain = render_chat(tokenizer, user)
+    prompted = render_chat(tokenizer, user, add_generation_prompt=True)
+    return prompted.removeprefix(plain)
+
+
 def end_of_turn_token(tokenizer: Any) -> str | None:
     """The special token the chat template closes an assistant turn with (``<|end|>`` for
     Phi-3, ``<|im_end|>`` for ChatML, ``<|eot_id|>`` for Llama 3), read off the template itself;

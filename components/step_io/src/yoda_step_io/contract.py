@@ -26,6 +26,10 @@ LOG_HISTORY_FILE = "log_history.json"
 #: model's name and revision.
 TRAINING_METRICS_FILE = "training_metrics.json"
 HYPERPARAMETERS_FILE = "hyperparameters.json"
+#: In the champion's Model artifact, the recipe it was trained with (a sweep's overrides, JSON);
+#: in its Metrics artifact, the sweep's table (every recipe, its outcome and validation curve).
+RECIPE_FILE = "recipe.json"
+SWEEP_FILE = "sweep.json"
 #: The LoRA adapter in the Model artifact: its config, and its weights (either file).
 ADAPTER_CONFIG = "adapter_config.json"
 ADAPTER_WEIGHTS = ("adapter_model.safetensors", "adapter_model.bin")

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -54,6 +55,8 @@ class Allowed:
                 value >= self.high if self.high_open else value > self.high
             )
             return f"expected {self.words}" if low_bad or high_bad else None
+        if self.kind in (bool, str, tuple, dict) and not isinstance(value, self.kind):
+            return f"expected {self.words}"
         if self.choices and value not in self.choices:
             return f"expected {self.words}"
         return self.rule(value) if self.rule is not None else None
@@ -85,6 +88,23 @@ class Allowed:
 def split_names(text: str) -> tuple[str, ...]:
     """``"a, b,,a"`` -> ``("a", "b")``: a comma list, stripped, empties and repeats dropped."""
     return tuple(dict.fromkeys(part.strip() for part in text.split(",") if part.strip()))
+
+
+def json_object(text: str) -> Any:
+    """JSON text, its whole numbers as integers: a JSON object that passed through a protobuf
+    Struct (KFP's parameters) has every number a double (``16`` comes back ``16.0``)."""
+
+    def plain(value: Any) -> Any:
+        return int(value) if isinstance(value, float) and value.is_integer() else value
+
+    def walk(value: Any) -> Any:
+        if isinstance(value, dict):
+            return {key: walk(item) for key, item in value.items()}
+        if isinstance(value, list):
+            return [walk(item) for item in value]
+        return plain(value)
+
+    return walk(json.loads(text))
 
 
 def names_in(allowed: tuple[str, ...], what: str) -> Allowed:
