@@ -15,7 +15,7 @@ EVENT = "events.out.tfevents.1700000000.host.1.0"
 
 
 def make_local_run(root: Path) -> Path:
-    metrics = root / "run-1" / "outputs" / "yoda-job-1" / "fine-tuning-component" / "metrics"
+    metrics = root / "run-1" / "outputs" / "yoda-job-1" / "champion-component" / "metrics"
     (metrics / "tensorboard").mkdir(parents=True)
     (metrics / "tensorboard" / EVENT).write_bytes(b"event-bytes")
     (metrics / "metrics.json").write_text("{}")
@@ -107,7 +107,7 @@ def test_follow_up_commands_use_the_newest_run_that_has_what_they_need(
     runs = tmp_path / "runs"
     done = make_local_run(runs)
     task = done / "outputs" / "yoda-job-1"
-    shutil.copytree(tuned_model_dir, task / "fine-tuning-component" / "model")
+    shutil.copytree(tuned_model_dir, task / "champion-component" / "model")
     (task / "evaluation-component").mkdir()
     (task / "evaluation-component" / "evaluation_results").write_text(
         "user_input,reference,response,rouge_l\nHi.,Hi.,Hi.,1.0\n"
@@ -118,7 +118,7 @@ def test_follow_up_commands_use_the_newest_run_that_has_what_they_need(
 
     main(["tensorboard", "--logs-dir", str(tmp_path / "logs")])
     out = capfd.readouterr().out
-    assert f"{used} fine-tuning-component/metrics, skipping 1 newer run(s) without it" in out
+    assert f"{used} champion-component/metrics, skipping 1 newer run(s) without it" in out
     assert (tmp_path / "logs" / "yoda-job-1" / "tensorboard" / EVENT).is_file()
 
     main(["report"])
@@ -130,7 +130,7 @@ def test_follow_up_commands_use_the_newest_run_that_has_what_they_need(
         main(["predict", "The Force is strong."])
     assert exit_info.value.code == 0
     out = capfd.readouterr().out
-    assert f"{used} fine-tuning-component/model, skipping 1 newer run(s)" in out
+    assert f"{used} champion-component/model, skipping 1 newer run(s)" in out
     assert "> The Force is strong.\n" in out
 
 

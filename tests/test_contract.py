@@ -139,7 +139,7 @@ def test_the_pipeline_reads_no_aggregates_only_where_the_file_is_absent(
 
 
 def test_the_names_readers_look_for_are_the_compiled_pipelines(tmp_path: Path) -> None:
-    from yoda_pipeline.artifacts import FINE_TUNING_TASK
+    from yoda_pipeline.artifacts import CHAMPION_TASK
 
     lock = {step: f"europe-west4-docker.pkg.dev/p/yoda/{step}@sha256:{'ab' * 32}" for step in STEPS}
     (tmp_path / "lock.json").write_text(json.dumps(lock))
@@ -148,7 +148,7 @@ def test_the_names_readers_look_for_are_the_compiled_pipelines(tmp_path: Path) -
     )
     spec = yaml.safe_load(compile_pipeline(settings, tmp_path / "pipeline.yaml").read_text())
     expected = {
-        FINE_TUNING_TASK: {MODEL, METRICS},
+        CHAMPION_TASK: {MODEL, METRICS},
         EVALUATION_TASK: {EVALUATION_RESULTS, METRICS},
         REPORT_TASK: {HTML},
         GATE_TASK: {DECISION},

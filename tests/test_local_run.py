@@ -127,8 +127,8 @@ def test_a_log_gets_progress_lines_not_bars(default_run_and_console: tuple[Path,
                          console)  # fmt: skip
     assert re.search(r"scoring: 5/5 \(100%\) [\d.]+ samples/s", console)
     assert "{'loss':" not in console, "the Trainer's printed dicts"
-    # each of the six steps that ran says where its time went (make bench reads these lines)
-    assert len(re.findall(r"timing: start [\d.]+ s \| .*work [\d.]+ s", console)) == 6
+    # each of the seven steps that ran says where its time went (make bench reads these lines)
+    assert len(re.findall(r"timing: start [\d.]+ s \| .*work [\d.]+ s", console)) == 7
 
 
 @pytest.fixture(scope="module")

@@ -57,6 +57,17 @@ PROBES = [
     ("top_p", "0", "> 0"),
     ("compute_dtype", "int8", "one of auto, float16"),
     ("quantization", "8bit", "one of 4bit, auto, none"),
+    # a bad sweep: its type, a name or value fine-tuning refuses, a duplicate, too many
+    ("sweep", "{}", "input should be a valid list"),
+    ("sweep", "[1]", "input should be a valid dictionary"),
+    ("sweep", "[{", "not JSON (Expecting property name"),
+    ("sweep", '[{"lora_rr": 16}]', "lora_rr: not a hyper-parameter of fine-tuning"),
+    ("sweep", '[{"base_model": "x"}]', "base_model: not a hyper-parameter of fine-tuning"),
+    ("sweep", '[{"lora_r": 0}]', "lora_r: expected a whole number from 1 to 1024"),
+    ("sweep", '[{"lora_target_modules": "q_proj"}]', "has the linear layers o_proj, qkv_proj"),
+    ("sweep", '[{"packing": true, "completion_only_loss": true}]', "needs --packing false"),
+    ("sweep", '[{"lora_r": 8}, {"lora_r": 8}]', 'the recipe {"lora_r": 8} is given twice'),
+    ("sweep", json.dumps([{"lora_r": r} for r in range(1, 10)]), "9 recipes: at most 8"),
 ]
 
 

@@ -14,6 +14,7 @@
 
 from __future__ import annotations
 
+import builtins
 import logging
 import os
 import sys
@@ -89,6 +90,18 @@ def task_output_conditions() -> Iterator[None]:
         evaluator._resolve_pipeline_channel = staticmethod(original)
 
 
+@contextmanager
+def kept_print() -> Iterator[None]:
+    """``print`` as it was before the run. KFP's local runner indents a task's output by
+    replacing ``builtins.print`` for the task and putting back what it found; tasks run side by
+    side (a sweep's loop) put back each other's indenting print, which would then stay."""
+    original = builtins.print
+    try:
+        yield
+    finally:
+        builtins.print = original
+
+
 def run_compiled_pipeline(
     pipeline_yaml: Path,
     arguments: dict[str, Any],
@@ -119,7 +132,13 @@ def run_compiled_pipeline(
         setting = host_commands()
     local.init(runner=kfp_runner, pipeline_root=str(pipeline_root), raise_on_error=True)
     pipeline = components.load_component_from_file(str(pipeline_yaml))
-    with setting, task_output_conditions(), warnings.catch_warnings(), watched_output() as log:
+    with (
+        setting,
+        task_output_conditions(),
+        warnings.catch_warnings(),
+        watched_output() as log,
+        kept_print(),
+    ):
         # Vertex shows display names and applies resources; the local runner ignores both.
         warnings.filterwarnings("ignore", message=".*have no effect in the current local runner")
         try:

@@ -256,8 +256,11 @@ class PipelineParameters(BaseSettings):
     def _sweep_from_text(cls, value: Any) -> Any:
         """``--set sweep=[…]`` is JSON text; an empty sweep is one recipe: ``[{}]``."""
         if isinstance(value, str):
-            value = json.loads(value) if value.strip() else []
-        return value or [{}]
+            try:
+                value = json.loads(value) if value.strip() else []
+            except ValueError as error:
+                raise ValueError(f"not JSON ({error})") from None
+        return [{}] if value == [] else value
 
     def parameter_values(self) -> dict[str, Any]:
         """The pipeline's run parameters (not the compiled rows), by name."""
