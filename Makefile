@@ -119,6 +119,10 @@ bench: install ## Where the offline loop's time goes: one table, written to docs
 bench-serve: install ## yoda-serve under load, batched and one at a time: requests/s, p50/p95 for 1-16 clients, memory
 	$(UV) run --frozen python benchmarks/bench_serve.py
 
+.PHONY: bench-sweep
+bench-sweep: install ## A sweep of SmolLM2 CPU recipes through the pipeline, full data (about an hour)
+	$(UV) run --frozen python benchmarks/bench_sweep.py
+
 .PHONY: bench-gpu
 bench-gpu: install ## Fine-tuning recipes and inference modes on Phi-3-mini's architecture (needs CUDA)
 	$(UV) run --frozen python benchmarks/bench_gpu.py

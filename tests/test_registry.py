@@ -141,13 +141,14 @@ def test_versions_of_one_model_and_only_a_better_one_becomes_the_default() -> No
     assert evaluation["metadata"]["yoda_metrics"]["rouge_l_uplift_vs_echo"] == pytest.approx(0.2)
 
 
-def run_register_step(tmp_path: Path, run: str = "run-1") -> dict[str, Any]:
-    """``yoda-register`` as the pipeline runs it (the stand-in's URL in the environment); the
-    metadata of its ``vertex_model`` output."""
+def run_register_step(tmp_path: Path, run: str = "run-1", recipe: str = "{}") -> dict[str, Any]:
+    """``yoda-register`` as the pipeline runs it (the stand-in's URL in the environment), its
+    Model carrying the champion's ``recipe``; the metadata of its ``vertex_model`` output."""
     (tmp_path / "metrics").mkdir(exist_ok=True)
     (tmp_path / "metrics" / "metrics.json").write_text(json.dumps({**GOOD, "bleu_mean": 0.31}))
     out = tmp_path / "executor_output.json"
-    executor = {"outputs": {"artifacts": {"vertex_model": {"artifacts": [{"name": "m"}]}},
+    executor = {"inputs": {"artifacts": {"model": {"artifacts": [{"metadata": {"recipe": recipe}}]}}},
+                "outputs": {"artifacts": {"vertex_model": {"artifacts": [{"name": "m"}]}},
                             "outputFile": str(out)}}  # fmt: skip
     register_main(["--model-uri", f"gs://yoda-bucket/{run}/model", "--project", "yoda-project",
                    "--location", "europe-west4", "--run-name", run, "--serving-image", IMAGE,
@@ -211,10 +212,14 @@ def test_a_transient_import_failure_is_retried_within_the_step(
     with fake_vertex() as (api, state):
         monkeypatch.setenv(ENDPOINT_VARIABLE, api.url)
         state.import_failures.append(503)
-        metadata = run_register_step(tmp_path)
+        metadata = run_register_step(tmp_path, recipe='{"learning_rate": 0.001}')
     assert [r.path.rsplit("/", 1)[-1] for r in api.requests if r.method == "POST"] == [
         "models:upload", "evaluations:import", "evaluations:import"]  # fmt: skip
     assert len(state.evaluations) == 1 and metadata["reused"] is False
+    # the champion's recipe, with the version
+    assert json.loads(metadata["recipe"]) == {"learning_rate": 0.001}
+    (version,) = [v for versions in state.models.values() for v in versions]
+    assert version["versionDescription"].endswith('; recipe {"learning_rate": 0.001}')
 
 
 def test_an_import_whose_answer_is_lost_is_not_imported_twice(
@@ -252,7 +257,7 @@ def test_no_schema_metric_registers_without_an_evaluation() -> None:
                                     serving_image=IMAGE, metric="levenshtein_similarity",
                                     run_name="r", endpoint=api.url)  # fmt: skip
     assert registered.version_id == "1" and state.evaluations == []
-    assert version_description(aggregates, "levenshtein_similarity", "r") == (
+    assert version_description(aggregates, "levenshtein_similarity", "r", {}) == (
         "run r: levenshtein_similarity 0.7000"
     )
 

@@ -12,6 +12,9 @@ import pytest
 import yaml
 from fake_google_api import Recorded, fake_google_api
 
+from google.cloud import aiplatform_v1
+from google.protobuf import json_format
+
 from yoda_pipeline.cli import main
 from yoda_pipeline.cloud import CloudSettingsError, parse_labels, validate_for_cloud
 from yoda_pipeline.images import STEPS
@@ -20,6 +23,7 @@ from yoda_pipeline.submit import submit_pipeline
 
 DIGEST = "sha256:" + "cd" * 32
 REGISTRY = "europe-west4-docker.pkg.dev/yoda-project/yoda"
+SWEEP = [{"learning_rate": 0.001}, {"learning_rate": 0.002, "lora_r": 16}]
 
 
 def cloud_lock(tmp_path: Path) -> Path:
@@ -57,7 +61,7 @@ def test_submit_sends_the_expected_create_pipeline_job(tmp_path: Path) -> None:
                      "state": "PIPELINE_STATE_PENDING"}  # fmt: skip
 
     with fake_google_api(respond) as api:
-        settings = cloud_settings(tmp_path, vertex_api_endpoint=api.url)
+        settings = cloud_settings(tmp_path, vertex_api_endpoint=api.url, sweep=SWEEP)
         url = submit_pipeline(settings, tmp_path / "pipeline.yaml")
 
     creates = [r for r in api.requests if r.method == "POST"]
@@ -67,6 +71,8 @@ def test_submit_sends_the_expected_create_pipeline_job(tmp_path: Path) -> None:
     (job_id,) = request.query["pipelineJobId"]
     assert re.fullmatch(r"yoda-phi3-finetuning-\d{8}-\d{6}", job_id)
     body = request.body
+    # strictly a PipelineJob: an unknown field would be a 400 on Google's side
+    json_format.ParseDict(body, aiplatform_v1.PipelineJob.pb(aiplatform_v1.PipelineJob()))
     assert body["displayName"] == "yoda-phi3-finetuning"
     assert body["serviceAccount"] == "pipelines@yoda-project.iam.gserviceaccount.com"
     assert body["labels"]["team"] == "ml" and body["labels"]["stage"] == "dev"
@@ -75,13 +81,13 @@ def test_submit_sends_the_expected_create_pipeline_job(tmp_path: Path) -> None:
     values = runtime["parameterValues"]
     assert values["raw_data_uri"] == "gs://yoda-bucket/data/yoda_sentences.csv"
     assert values["lora_r"] == 16 and values["base_model"] == "microsoft/Phi-3-mini-4k-instruct"
-    assert values["quantization"] == "4bit"
+    assert values["quantization"] == "4bit" and values["sweep"] == SWEEP
     spec = body["pipelineSpec"]
     executors = spec["deploymentSpec"]["executors"]
     images = {label: e["container"]["image"] for label, e in executors.items()}
-    # seven tasks in five images: the report in the evaluation image, gate and registration in
-    # the registry image
-    assert len(images) == 7 and len(set(images.values())) == len(STEPS) == 5
+    # eight tasks in five images: the report in the evaluation image, the champion, gate and
+    # registration in the registry image
+    assert len(images) == 8 and len(set(images.values())) == len(STEPS) == 5
     assert all(image.startswith(REGISTRY) and image.endswith(DIGEST) for image in images.values())
     for gpu_step in ("exec-fine-tuning-component", "exec-inference-component"):
         resources = executors[gpu_step]["container"]["resources"]
@@ -185,6 +191,9 @@ def test_the_price_per_hour_is_said_before_a_run() -> None:
     line = run_price_line(PipelineSettings(accelerator_count=2))
     assert "fine-tuning on 2 x NVIDIA_TESLA_T4, about 1.46 USD/hour" in line
     assert "inference on 1 x NVIDIA_TESLA_T4, about 1.11 USD/hour" in line
+    # a sweep: every recipe is its own fine-tuning task
+    assert "1.46 USD/hour each, 2 recipes;" in run_price_line(
+        PipelineSettings(accelerator_count=2, sweep=SWEEP))
     assert "no price on record" in run_price_line(
         PipelineSettings(accelerator_type="NVIDIA_H100_80GB")
     )

@@ -25,8 +25,7 @@ from typing import Any
 
 from yoda_registry.model_evaluation import import_evaluation, version_description
 from yoda_step_io import Reported, Step, StepError, add_executor_input_flag, step_parser
-from yoda_step_io.contract import RECIPE_FILE, read_metrics
-from yoda_step_io.gcs import read_location
+from yoda_step_io.contract import read_metrics
 from yoda_step_io.scores import METRIC_NAMES
 from yoda_step_io.serving import SERVING
 from yoda_step_io.values import one_of, text
@@ -216,13 +215,12 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def trained_recipe(model_uri: str) -> dict[str, Any]:
-    """The recipe the model was trained with (the sweep champion's ``recipe.json``); {} where
-    there is none (the parameters as given)."""
-    try:
-        recipe = json.loads(read_location(f"{model_uri.rstrip('/')}/{RECIPE_FILE}"))
-    except (OSError, ValueError):
-        return {}
+def trained_recipe(executor_input: str | None) -> dict[str, Any]:
+    """The recipe the model was trained with: the ``recipe`` its Model artifact carries (the
+    sweep's champion step writes it, JSON); {} for a model given by hand."""
+    model = json.loads(executor_input or "{}").get("inputs", {}).get("artifacts", {}).get("model")
+    metadata = (model or {}).get("artifacts", [{}])[0].get("metadata", {})
+    recipe = json.loads(metadata.get("recipe") or "{}")
     return recipe if isinstance(recipe, dict) else {}
 
 
@@ -236,12 +234,13 @@ def body(args: argparse.Namespace) -> Reported:
         logger.warning("not registered: %s", NOT_REGISTERED)
         return Reported({"vertex_model": {"registered": False, "reason": NOT_REGISTERED}})
     endpoint = os.environ.get(ENDPOINT_VARIABLE) or None
+    recipe = trained_recipe(args.executor_input)
     with vertex_errors("registering the model", endpoint):
         registered = register_model(
             args.model_uri, aggregates, project=args.project, location=args.location,
             display_name=args.display_name, serving_image=args.serving_image,
             metric=args.metric, run_name=args.run_name, endpoint=endpoint,
-            recipe=trained_recipe(args.model_uri),
+            recipe=recipe,
         )  # fmt: skip
     logger.info("registered %s (default version: %s)", registered.resource_name,
                 registered.is_default)  # fmt: skip
@@ -251,7 +250,7 @@ def body(args: argparse.Namespace) -> Reported:
         "is_default_version": registered.is_default,
         "reused": registered.reused,
         f"{args.metric}_mean": registered.score,
-        "recipe": json.dumps(trained_recipe(args.model_uri)),
+        "recipe": json.dumps(recipe),
     }
     if registered.replaced_score is not None:
         metadata["previous_default_score"] = registered.replaced_score
