@@ -10,23 +10,26 @@ UV ?= $(shell command -v uv 2>/dev/null || echo python3 -m uv)
 IMAGE_LOCK ?= $(if $(wildcard images/digests.lock.json),images/digests.lock.json,images/digests.local.json)
 PIPELINE_YAML ?= build/pipeline.yaml
 
-# `make run-local RAW_DATA=gs://bucket/yoda.csv TARGET_COLUMN=translation TEST_FRACTION=0.2 SPLIT_SEED=1`
-# and any other pipeline parameter: `make run-local SET="lora_r=16 max_steps=20"`.
-# BASE_MODEL=microsoft/Phi-3-mini-4k-instruct: the real model on your own CUDA GPU (hub reachable;
-# 4-bit where CUDA is), instead of the offline tiny model. Also a gs:// copy (make cache-base-model).
+# The variables a user passes (`make help` lists them: `#: NAME | default | meaning`).
+#: BASE_MODEL | tiny Phi-3 | run-local's base: smollm2, a hub id (CUDA), a folder or gs://…
 BASE_MODEL ?=
+#: RAW_DATA | embedded sample | the raw CSV: a path, gs://… or hf://datasets/dvgodoy/yoda_sentences/sentences.csv (the full set)
 RAW_DATA ?=
+#: TARGET_COLUMN | translation_extra | the CSV column with Yoda's answer
 TARGET_COLUMN ?=
+#: TEST_FRACTION | 0.1 | the share of rows held out for the test split
 TEST_FRACTION ?=
+#: SPLIT_SEED | 42 | the split's seed
 SPLIT_SEED ?=
+#: SET | (none) | any pipeline parameter: SET="lora_r=16 sweep=[{...}]" (docs/parameters.md)
 SET ?=
-# `make tensorboard RUN=gs://bucket/…/fine-tuning-component_…/metrics` (default: the latest local run)
+#: RUN | newest local run | tensorboard, report: a local run or a gs:// artifact
 RUN ?=
-# `make predict TEXT="The Force is strong with you."` (MODEL: gs://…/model or a local directory;
-# default: the newest local run that has a model)
+#: MODEL | newest local run | predict: a model folder or gs://…/model
 MODEL ?=
+#: TEXT | The Force is strong with you. | predict: the sentence to ask
 TEXT ?= The Force is strong with you.
-# `make report RUN=gs://bucket/…/evaluation-component_…/evaluation_results BY=bleu` (default: latest local run)
+#: BY | rouge_l | report: the metric that ranks the samples
 BY ?= rouge_l
 
 # What you pass (SET, RAW_DATA, TEXT, …) reaches the programs through the environment, verbatim:
@@ -45,9 +48,24 @@ RUN_FLAGS = $(call given,RAW_DATA,--raw-data-uri) $(call given,TARGET_COLUMN,--t
 -include cloud.mk
 
 .PHONY: help
-help: ## Show this help
-	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | \
-		awk 'BEGIN {FS = ":.*## "}; {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}'
+# Columns as wide as the longest name; longer text wraps under its own column, within 100.
+HELP_AWK = function show(left, text, at,   line, n, words, i) { \
+	n = split(text, words, " "); line = ""; \
+	for (i = 1; i <= n; i++) { \
+		if (line != "" && at + length(line) + 1 + length(words[i]) > 100) { \
+			printf "%-*s%s\n", at, left, line; left = ""; line = words[i] } \
+		else line = (line == "" ? words[i] : line " " words[i]) } \
+	printf "%-*s%s\n", at, left, line }
+
+help: ## Show this help: the targets, then the variables and their defaults
+	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '$(HELP_AWK) \
+		{name[NR] = $$1; text[NR] = $$2; if (length($$1) > w) w = length($$1)} \
+		END {print "Targets:"; for (i = 1; i <= NR; i++) show("  " name[i], text[i], w + 4)}'
+	@grep -hE '^#: ' $(MAKEFILE_LIST) | sed 's/^#: //' | awk -F ' [|] ' '$(HELP_AWK) \
+		{n[NR] = $$1; d[NR] = $$2; t[NR] = $$3; \
+		 if (length($$1) > w) w = length($$1); if (length($$2) > v) v = length($$2)} \
+		END {print "\nVariables (make TARGET NAME=value), with their defaults:"; \
+		     for (i = 1; i <= NR; i++) show(sprintf("  %-*s  %-*s", w, n[i], v, d[i]), t[i], w + v + 6)}'
 
 .PHONY: uv
 uv: # installs uv with pip when it is missing
@@ -58,12 +76,12 @@ install: uv ## Install every workspace package and the dev tools into .venv (fro
 	$(UV) sync --all-packages --frozen
 
 .PHONY: test
-test: install ## Run the default test suite (no slow or GPU tests)
+test: install ## The default suite (not slow, distributed, learning, Docker or GPU tests)
 	$(UV) run --frozen pytest
 
 .PHONY: test-slow
-test-slow: install ## Run the slow tests too (not the GPU or Docker ones)
-	$(UV) run --frozen pytest -m "not gpu and not docker and not learning"
+test-slow: install ## Run the slow tests: image installs, serving SmolLM2, a small bench-serve
+	$(UV) run --frozen pytest -m slow
 
 .PHONY: test-learning
 test-learning: install ## SmolLM2-135M learns Yoda through the whole pipeline on the full data set (minutes)

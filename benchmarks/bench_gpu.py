@@ -151,9 +151,10 @@ def main() -> None:
     args = parser.parse_args()
     gpu = require_cuda()
 
+    from yoda_devmodels.phi3_mini import make_random_phi3_mini
+    from yoda_devmodels.tiny_model import make_tiny_model
+
     from yoda_data_transformation import transform
-    from yoda_fine_tuning.phi3_mini import make_random_phi3_mini
-    from yoda_fine_tuning.tiny_model import make_tiny_model
     from yoda_pipeline.settings import sample_data_path
 
     with tempfile.TemporaryDirectory(prefix="yoda-gpu-") as tmp:

@@ -30,8 +30,8 @@ def measure(rows: int = 64, batch_size: int = 16, max_new_tokens: int = 32) -> d
     import torch
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM, AutoTokenizer
+    from yoda_devmodels.tiny_model import make_tiny_model
 
-    from yoda_fine_tuning.tiny_model import make_tiny_model
     from yoda_inference import build_prompt, generate_batch
 
     torch.manual_seed(0)

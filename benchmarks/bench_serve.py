@@ -55,8 +55,7 @@ def make_model_dir(root: Path, base: Path | None) -> Path:
     import torch
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    from yoda_fine_tuning.tiny_model import make_tiny_model
+    from yoda_devmodels.tiny_model import make_tiny_model
 
     torch.manual_seed(0)
     base_dir = base or make_tiny_model(root / "tiny")

@@ -24,15 +24,17 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 FULL_DATA = ROOT.parent / "shared" / "data" / "yoda_sentences.csv"
 START, END = "<!-- sweep: start -->", "<!-- sweep: end -->"
-#: The recipes compared: today's CPU recipe, then the loss on the answers alone, unpacked (what
-#: moved the score in a search by hand), with more steps, a schedule and a higher rate.
-ANSWERS_ONLY = {"packing": False, "completion_only_loss": True, "max_seq_length": 128}
+#: The recipes compared, as overrides of today's CPU recipe (the champion of 2026-12-03, recipe
+#: 5): the CPU recipe before it (30 packed 64-token steps at 2e-3, the loss on the whole text),
+#: then the loss on the answers alone, unpacked, at 30 and 70 steps, with a cosine schedule.
+BEFORE = {"max_steps": 30, "learning_rate": 2e-3, "max_seq_length": 64, "packing": True,
+          "completion_only_loss": False}  # fmt: skip
 RECIPES: list[dict[str, Any]] = [
+    BEFORE,
+    {"max_steps": 30, "learning_rate": 2e-3},
+    {"max_steps": 70, "learning_rate": 2e-3},
+    {"max_steps": 70, "learning_rate": 2e-3, "lr_scheduler_type": "cosine", "warmup_ratio": 0.1},
     {},
-    {**ANSWERS_ONLY, "max_steps": 30},
-    {**ANSWERS_ONLY, "max_steps": 70},
-    {**ANSWERS_ONLY, "max_steps": 70, "lr_scheduler_type": "cosine", "warmup_ratio": 0.1},
-    {**ANSWERS_ONLY, "max_steps": 60, "learning_rate": 3e-3},
 ]
 
 

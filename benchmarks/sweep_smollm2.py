@@ -50,10 +50,11 @@ def main() -> None:
     parser.add_argument("--output", type=Path, default=ROOT / "build" / "sweep.jsonl")
     args = parser.parse_args()
 
+    from yoda_devmodels.smollm2 import ensure_smollm2
+
     from yoda_data_transformation.transform import transform
     from yoda_evaluation.evaluate import evaluate_predictions
     from yoda_fine_tuning.hyperparams import HyperParameters
-    from yoda_fine_tuning.smollm2 import ensure_smollm2
     from yoda_fine_tuning.train import fine_tune
     from yoda_inference.predict import GenerationParameters, predict_test_set
     from yoda_step_io import setup_logging

@@ -54,7 +54,7 @@ def sample_csv() -> Path:
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The tiny Phi-3 model, generated once per test session."""
-    from yoda_fine_tuning.tiny_model import make_tiny_model
+    from yoda_devmodels.tiny_model import make_tiny_model
 
     return make_tiny_model(tmp_path_factory.mktemp("models") / "tiny-phi3")
 
@@ -191,6 +191,6 @@ def gcs(gcs_emulator_host: str, monkeypatch: pytest.MonkeyPatch) -> object:
 @pytest.fixture(scope="session")
 def tiny_llama_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tiny Llama-architecture model with a ChatML template and no unk or pad token."""
-    from yoda_fine_tuning.tiny_model import make_tiny_model
+    from yoda_devmodels.tiny_model import make_tiny_model
 
     return make_tiny_model(tmp_path_factory.mktemp("models") / "tiny-llama", family="llama")

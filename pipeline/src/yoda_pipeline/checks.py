@@ -4,7 +4,6 @@ what the tasks' machines on Vertex AI can take. Every other value is its step's 
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 from yoda_step_io.values import split_names
@@ -15,11 +14,6 @@ def allowed(problem: str | None, value: Any) -> Any:
     if problem:
         raise ValueError(problem)
     return value
-
-
-def one_of(allowed: tuple[str, ...], what: str) -> Callable[[str], str | None]:
-    """A check that ``value`` is among ``allowed``: "expected <what>: a, b, …" when not."""
-    return lambda value: None if value in allowed else f"expected {what}: {', '.join(allowed)}"
 
 
 def cross_step_problems(gate_metric: str, evaluation_metrics: str) -> list[str]:
@@ -34,27 +28,9 @@ def cross_step_problems(gate_metric: str, evaluation_metrics: str) -> list[str]:
     return []
 
 
-#: The GPUs of Vertex AI custom jobs: the NVIDIA members of google-cloud-aiplatform's
-#: ``aiplatform_v1.types.AcceleratorType`` (a test checks they agree; importing that module
-#: takes seconds, too long for every command).
-GPU_TYPES = (
-    "NVIDIA_TESLA_K80",
-    "NVIDIA_TESLA_P100",
-    "NVIDIA_TESLA_V100",
-    "NVIDIA_TESLA_P4",
-    "NVIDIA_TESLA_T4",
-    "NVIDIA_TESLA_A100",
-    "NVIDIA_A100_80GB",
-    "NVIDIA_L4",
-    "NVIDIA_H100_80GB",
-    "NVIDIA_H100_MEGA_80GB",
-    "NVIDIA_H200_141GB",
-    "NVIDIA_B200",
-    "NVIDIA_GB200",
-    "NVIDIA_RTX_PRO_6000",
-)
 #: GPUs of one type that one machine takes (Compute Engine's shapes, which Vertex AI custom
-#: training runs on), as SkyPilot transcribes https://cloud.google.com/compute/docs/gpus:
+#: training runs on), copied on 2026-12-02 as SkyPilot transcribes
+#: https://cloud.google.com/compute/docs/gpus (a warning only, :func:`gpu_warnings`):
 #: https://github.com/skypilot-org/skypilot/blob/005261080a6b8102f3d95ff2147a855250f40272/sky/catalog/gcp_catalog.py
 #: ("8x T4 is not supported by GCP"). Types not listed are not checked.
 GPU_COUNTS: dict[str, tuple[int, ...]] = {
@@ -72,15 +48,26 @@ GPU_COUNTS: dict[str, tuple[int, ...]] = {
 }
 
 
-def gpu_count_problem(gpu: str, count: int) -> str | None:
-    """Why one Vertex AI machine cannot take ``count`` GPUs of type ``gpu`` (None: it can). On
-    this machine the count is only the number of CPU ranks: any is fine there."""
+GPUS_PAGE = "https://cloud.google.com/compute/docs/gpus"
+
+
+def gpu_warnings(gpu: str, count: int) -> list[str]:
+    """What the Vertex AI client's GPU types and the shapes copied here say against ``count``
+    GPUs of type ``gpu``: warnings, not refusals (Google may offer it by now; Vertex AI itself
+    refuses what it cannot run)."""
+    from google.cloud.aiplatform_v1.types import AcceleratorType
+
+    known = [name for name in AcceleratorType.__members__ if name.startswith("NVIDIA_")]
+    if gpu not in known:
+        return [
+            f"YODA_ACCELERATOR_TYPE={gpu!r} is not among the GPU types google-cloud-aiplatform "
+            f"knows ({', '.join(known)}): check {GPUS_PAGE}"
+        ]
     counts = GPU_COUNTS.get(gpu)
     if counts is None or count in counts:
-        return None
-    takes = ", ".join(map(str, counts))
-    return (
-        f"YODA_ACCELERATOR_COUNT={count} (--set accelerator_count=): one machine takes {takes} "
-        f"of YODA_ACCELERATOR_TYPE={gpu}: pick one of those counts, or another GPU type "
-        "(docs/scaling.md)"
-    )
+        return []
+    return [
+        f"YODA_ACCELERATOR_COUNT={count} (--set accelerator_count=): one machine takes "
+        f"{', '.join(map(str, counts))} of {gpu}, as copied on 2026-12-02 from {GPUS_PAGE} "
+        "(via SkyPilot's catalog): Vertex AI may refuse it (docs/scaling.md)"
+    ]

@@ -4,14 +4,17 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import re
 from pathlib import Path
 
-from yoda_pipeline.checks import gpu_count_problem
+from yoda_pipeline.checks import gpu_warnings
 from yoda_pipeline.images import ImageLockError, load_image_lock, loopback_images
 from yoda_pipeline.settings import SMOLLM2, PipelineSettings
 from yoda_step_io.gcs import GS_URI
 from yoda_step_io.models import BASE_MODEL_FORMS, is_hub_id, is_local_path
+
+logger = logging.getLogger(__name__)
 
 _PROJECT = re.compile(r"^[a-z][a-z0-9-]{4,28}[a-z0-9]$")
 _REGION = re.compile(r"^[a-z]+-[a-z]+[0-9]+$")
@@ -20,51 +23,6 @@ _SERVICE_ACCOUNT = re.compile(r"^[a-z0-9-]+@[a-z0-9.-]+\.gserviceaccount\.com$")
 _LABEL_KEY = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
 #: Vertex AI Pipelines' rule for a pipeline (and its runs') name.
 _PIPELINE_NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,127}$")
-#: The regions where Vertex AI runs custom training and pipelines (cloud.google.com/vertex-ai/
-#: docs/general/locations, 2026). A region outside it fails deep inside the SDK instead.
-VERTEX_REGIONS = frozenset(
-    [
-        "africa-south1",
-        "asia-east1",
-        "asia-east2",
-        "asia-northeast1",
-        "asia-northeast2",
-        "asia-northeast3",
-        "asia-south1",
-        "asia-south2",
-        "asia-southeast1",
-        "asia-southeast2",
-        "australia-southeast1",
-        "australia-southeast2",
-        "europe-central2",
-        "europe-north1",
-        "europe-southwest1",
-        "europe-west1",
-        "europe-west2",
-        "europe-west3",
-        "europe-west4",
-        "europe-west6",
-        "europe-west8",
-        "europe-west9",
-        "europe-west12",
-        "me-central1",
-        "me-central2",
-        "me-west1",
-        "northamerica-northeast1",
-        "northamerica-northeast2",
-        "southamerica-east1",
-        "southamerica-west1",
-        "us-central1",
-        "us-east1",
-        "us-east4",
-        "us-east5",
-        "us-south1",
-        "us-west1",
-        "us-west2",
-        "us-west3",
-        "us-west4",
-    ]
-)
 _LABEL_VALUE = re.compile(r"^[a-z0-9_-]{0,63}$")
 
 
@@ -97,15 +55,13 @@ def place_problems(settings: PipelineSettings) -> list[str]:
         problems.append(f"YODA_PROJECT_ID={settings.project_id!r} is not a project id")
     if not _REGION.match(settings.region):
         problems.append(f"YODA_REGION={settings.region!r} is not a region (e.g. europe-west4)")
-    elif settings.region not in VERTEX_REGIONS:
-        family = sorted(
-            r for r in VERTEX_REGIONS if r.rsplit("-", 1)[0] == settings.region.rsplit("-", 1)[0]
-        )
-        problems.append(
-            f"YODA_REGION={settings.region!r} is not a Vertex AI region"
-            + (f" (in that area: {', '.join(family)})" if family else " (e.g. europe-west4)")
-        )
     return problems
+
+
+def catalog_warnings(settings: PipelineSettings) -> list[str]:
+    """What the GPU catalog copied here says against the pipeline's GPUs: warnings with their
+    source, never a refusal (the region is the Vertex AI client's to check: its own list)."""
+    return gpu_warnings(settings.accelerator_type, settings.accelerator_count)
 
 
 def endpoint_problems(settings: PipelineSettings) -> list[str]:
@@ -116,9 +72,6 @@ def endpoint_problems(settings: PipelineSettings) -> list[str]:
 def cloud_problems(settings: PipelineSettings) -> list[str]:
     """Everything that would make a Vertex AI submission fail, each naming its variable."""
     problems = place_problems(settings)
-    gpus = gpu_count_problem(settings.accelerator_type, settings.accelerator_count)
-    if gpus:
-        problems.append(gpus)
     if not _PIPELINE_NAME.match(settings.pipeline_name):
         problems.append(
             f"YODA_PIPELINE_NAME={settings.pipeline_name!r} is not a Vertex AI pipeline name: "
@@ -193,8 +146,10 @@ def _refuse(problems: list[str]) -> None:
 
 
 def validate_for_cloud(settings: PipelineSettings) -> None:
-    """Raise :class:`CloudSettingsError` listing every problem, or return quietly."""
+    """Raise :class:`CloudSettingsError` listing every problem; say each catalog warning."""
     _refuse(cloud_problems(settings))
+    for warning in catalog_warnings(settings):
+        logger.warning("%s", warning)
 
 
 def validate_for_endpoint(settings: PipelineSettings) -> None:

@@ -17,7 +17,7 @@ from kfp.dsl import HTML, Artifact, Dataset, Input, Markdown, Metrics, Model, Ou
 from kfp.dsl.base_component import BaseComponent
 
 from yoda_pipeline.images import ImageLock
-from yoda_pipeline.parameters import Step
+from yoda_pipeline.rows import Step
 from yoda_pipeline.signatures import kfp_function, kfp_type, step_parameters
 
 

@@ -30,15 +30,17 @@ class Serving:
     machine_type: str = "n1-standard-4"
     accelerator_type: str = "NVIDIA_TESLA_T4"
     accelerator_count: int = 1
-    #: Vertex AI online prediction list prices in us-central1 (2026): n1-standard-4 about
-    #: 0.22 USD/hour, one T4 about 0.40 USD/hour. Other regions cost more; check the pricing page.
+    #: Vertex AI online prediction list prices in us-central1, copied on 2026-11-29 from
+    #: https://cloud.google.com/vertex-ai/pricing: n1-standard-4 about 0.22 USD/hour, one T4
+    #: about 0.40 USD/hour. Other regions cost more.
     usd_per_hour: float = 0.62
 
     def quote(self) -> str:
         return (
             f"one replica of {self.machine_type} + {self.accelerator_count} x "
             f"{self.accelerator_type}: about {self.usd_per_hour:.2f} USD per hour while deployed "
-            "(us-central1 list price; check your region's Vertex AI prediction pricing), "
+            "(us-central1 list price copied on 2026-11-29 from "
+            "https://cloud.google.com/vertex-ai/pricing: check your region's), "
             "until `make undeploy`"
         )
 

@@ -5,7 +5,7 @@
   commands are console scripts installed in this project's environment, so :func:`host_commands`
   lifts those two checks for the duration of a run. That touches KFP's private
   ``subprocess_task_handler`` module: kfp is pinned (``pipeline/pyproject.toml``) and
-  ``tests/test_local_run.py`` runs the whole pipeline through it.
+  ``tests/e2e/test_local_run.py`` runs the whole pipeline through it.
 - ``DockerRunner`` (``make run-docker``) runs each task in its image, pulled by digest; it
   bind-mounts only the pipeline root (at the same path), so whatever a container reads must lie
   under it (:data:`INPUTS_FOLDER`).

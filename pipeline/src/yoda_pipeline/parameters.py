@@ -1,57 +1,23 @@
-"""The pipeline's parameters, declared once: each row is its name, type, default, help, and the
-step flags it goes to.
-
-The settings (``YODA_<NAME>``, ``--set name=``), the compiled pipeline's signature and each
-container component's inputs and flags are derived from these rows (:mod:`.signatures`), and
-so is ``docs/parameters.md``. What a value may be is the step's to say: its own flag checks it,
-and the pre-flight (:mod:`.preflight`) runs every task's arguments through them before anything
-runs. ``tests/test_wiring.py`` checks each default against the step's. Adding a parameter is
-one row here plus its flag in the step.
-
-A row marked ``compiled`` is fixed when the pipeline is compiled (a constant of the task, not a
-run parameter the Vertex AI console offers). A step flag the pipeline does not set is in
-:data:`FIXED`, with the reason.
+"""The pipeline's parameters, declared once: each row (:mod:`.rows`) is its name, type, default,
+help, and the step flags it goes to. The settings (``YODA_<NAME>``, ``--set name=``), the
+compiled signature and each container component's inputs and flags are derived from these rows
+(:mod:`.signatures`), and so is ``docs/parameters.md``. What a value may be is the step's to
+say: its own flag checks it, and the pre-flight (:mod:`.preflight`) runs every task's arguments
+through them before anything runs. ``tests/pipeline/test_wiring.py`` checks each default against
+the step's. Adding a parameter is one row here plus its flag in the step. A ``compiled`` row is
+fixed when the pipeline is compiled (a constant of the task, not a run parameter of the Vertex
+AI console). A step flag the pipeline does not set is in :data:`FIXED`, with the reason.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
-from pydantic import Field, JsonValue, field_validator
+from pydantic import field_validator
 from pydantic_settings import BaseSettings
 
-#: The steps, by their field in :class:`~yoda_pipeline.components.StepComponents`.
-Step = Literal[
-    "data_transformation",
-    "fine_tuning",
-    "champion",
-    "inference",
-    "evaluation",
-    "report",
-    "gate",
-    "register",
-]
-
-
-@dataclass(frozen=True)
-class To:
-    """A parameter's destination: a step and that step's CLI flag; ``each``: an item at a time,
-    in a loop over the parameter's list (the sweep's recipes, one per fine-tuning task)."""
-
-    step: Step
-    flag: str
-    each: bool = False
-
-
-def parameter(default: Any, help: str, *to: To, compiled: bool = False) -> Any:
-    """One row: a settings field whose extra holds the flags it is passed to, and whether it is
-    fixed at compile time."""
-    routes: list[JsonValue] = [[route.step, route.flag, route.each] for route in to]
-    extra: dict[str, JsonValue] = {"to": routes, "compiled": compiled}
-    return Field(default, description=help, json_schema_extra=extra)
-
+from yoda_pipeline.rows import Step, To, parameter
 
 #: The full public Yoda data set (720 rows) on the Hugging Face hub.
 PUBLIC_DATA = "hf://datasets/dvgodoy/yoda_sentences/sentences.csv"

@@ -6,7 +6,8 @@ from typing import Any
 from kfp import dsl
 
 from yoda_pipeline.components import StepComponents
-from yoda_pipeline.parameters import PARAMETERS, Step, is_compiled
+from yoda_pipeline.parameters import PARAMETERS, is_compiled
+from yoda_pipeline.rows import Step
 from yoda_pipeline.settings import PipelineSettings
 from yoda_pipeline.signatures import kfp_function, kfp_type, step_parameters
 

@@ -12,6 +12,8 @@ from __future__ import annotations
 from yoda_pipeline.settings import PipelineSettings
 
 PRICING_PAGE = "https://cloud.google.com/vertex-ai/pricing"
+#: When the prices below were copied (the catalog's commit is in the module's docstring).
+COPIED = "2026-12-02"
 #: (GPU type, GPUs) -> USD per hour of machine and GPUs.
 USD_PER_HOUR: dict[tuple[str, int], float] = {
     ("NVIDIA_TESLA_T4", 1): 1.11,
@@ -35,6 +37,7 @@ def run_price_line(settings: PipelineSettings) -> str:
     each = f" each, {recipes} recipes" if recipes > 1 else ""
     return (
         f"GPU tasks: fine-tuning on {count} x {gpu}, {_price(gpu, count)}{each}; inference on 1 x "
-        f"{gpu}, {_price(gpu, 1)} (Compute Engine list prices, us-central1; Vertex AI bills "
-        f"its own rates: {PRICING_PAGE})"
+        f"{gpu}, {_price(gpu, 1)} (Compute Engine list prices, us-central1, copied on {COPIED} "
+        f"from SkyPilot's catalog of Google's billing API; Vertex AI bills its own rates: "
+        f"{PRICING_PAGE})"
     )

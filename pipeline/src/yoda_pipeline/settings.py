@@ -15,7 +15,7 @@ from typing import Any, ClassVar
 from pydantic import Field, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import SettingsConfigDict
 
-from yoda_pipeline.checks import GPU_TYPES, allowed, one_of
+from yoda_pipeline.checks import allowed
 from yoda_pipeline.parameters import PARAMETERS, ROWS, PipelineParameters
 
 #: The offline image lock: placeholder digests, valid in form, never pulled (the local runner
@@ -28,6 +28,7 @@ DOCKER_IMAGE_LOCK = Path("images/digests.docker.json")
 #: Kubernetes quantities as KFP takes them: CPUs (16, 8.5, 500m) and memory (50G, 64Gi).
 _CPU = re.compile(r"^(?:\d+(?:\.\d+)?|\d+m)$")
 _MEMORY = re.compile(r"^\d+(?:[EPTGMK]i?)?$")
+_ACCELERATOR = re.compile(r"^[A-Z][A-Z0-9_]{1,63}$")
 
 
 #: ``base_model=smollm2`` on this machine: the real small model, converted once into
@@ -50,7 +51,10 @@ def _nonzero(value: str) -> bool:
 
 #: setting -> why its value is refused (None: allowed); the parameters' own are in their table.
 CHECKS: dict[str, Callable[[Any], str | None]] = {
-    "accelerator_type": one_of(GPU_TYPES, "a Vertex AI GPU"),
+    # its form only: a type Google adds is not refused here (checks.gpu_warnings warns)
+    "accelerator_type": lambda v: (
+        None if _ACCELERATOR.match(v) else "expected an accelerator type like NVIDIA_TESLA_T4"
+    ),
     "cpu_limit": lambda v: (
         None if _CPU.match(v) and _nonzero(v) else "expected a CPU count like 16, 8.5 or 500m"
     ),

@@ -8,7 +8,8 @@ import typing
 from collections.abc import Callable, Mapping
 from typing import Any, Literal
 
-from yoda_pipeline.parameters import ROWS, PipelineParameters, Step, To
+from yoda_pipeline.parameters import ROWS, PipelineParameters
+from yoda_pipeline.rows import Step, To
 
 
 def routes(name: str) -> tuple[To, ...]:

@@ -30,7 +30,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def body(args: argparse.Namespace) -> Metadata:
     """Render and write the report; its size."""
-    from yoda_evaluation.report import load_report_inputs, render_html, render_markdown
+    from yoda_evaluation.report import load_report_inputs, render_markdown
+    from yoda_evaluation.report_html import render_html
 
     inputs = load_report_inputs(
         args.evaluation_results, args.evaluation_metrics, args.training_metrics, args.model

@@ -1,4 +1,5 @@
-"""The Trainer's progress as log lines (one every few percent, with loss, tokens/s and ETA)."""
+"""The Trainer's progress as log lines (one every few percent, with loss, tokens/s and ETA), and
+its TensorBoard writers closed at the end."""
 
 from __future__ import annotations
 
@@ -42,3 +43,13 @@ def progress_callback(tokens_per_step: int) -> Any:
                 self.progress.update(state.global_step, f"{loss}{tokens:.0f} tokens/s")
 
     return LogProgress()
+
+
+def close_tensorboard(trainer: Any) -> None:
+    """Flush and close TensorBoard writers (evaluate() after train() reopens one)."""
+    from transformers.integrations import TensorBoardCallback
+
+    for callback in trainer.callback_handler.callbacks:
+        if isinstance(callback, TensorBoardCallback) and callback.tb_writer is not None:
+            callback.tb_writer.close()
+            callback.tb_writer = None

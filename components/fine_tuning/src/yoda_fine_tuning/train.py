@@ -32,7 +32,7 @@ from yoda_fine_tuning.loading import (
     private_datasets_cache,
     split_validation,
 )
-from yoda_fine_tuning.logs import progress_callback
+from yoda_fine_tuning.logs import close_tensorboard, progress_callback
 from yoda_fine_tuning.outputs import model_metadata, run_metrics, save_adapter, write_records
 from yoda_fine_tuning.plan import RunPlan, plan_run
 from yoda_fine_tuning.validation import answer_loss, mean_tokens
@@ -220,22 +220,12 @@ def _train(trainer: Any, checkpoints: Path) -> tuple[Any, dict[str, float]]:
     with timed("training"), weights_only_resume():
         train_output = trainer.train(resume_from_checkpoint=resume)
     eval_metrics = trainer.evaluate()
-    _close_tensorboard(trainer)
+    close_tensorboard(trainer)
     losses = {
         "train_loss": float(train_output.training_loss),
         "eval_loss": float(eval_metrics["eval_loss"]),
     }
     return train_output, losses
-
-
-def _close_tensorboard(trainer: Any) -> None:
-    """Flush and close TensorBoard writers (evaluate() after train() reopens one)."""
-    from transformers.integrations import TensorBoardCallback
-
-    for callback in trainer.callback_handler.callbacks:
-        if isinstance(callback, TensorBoardCallback) and callback.tb_writer is not None:
-            callback.tb_writer.close()
-            callback.tb_writer = None
 
 
 def _check_converging(

@@ -109,6 +109,7 @@ def init_vertex(project: str, location: str, endpoint: str | None = None) -> Any
             raise StepError(
                 "no Google Cloud credentials: run `gcloud auth application-default login`"
             ) from error
+    _check_region(location)
     check_reachable(endpoint, location)
     aiplatform.init(
         project=project,
@@ -118,3 +119,21 @@ def init_vertex(project: str, location: str, endpoint: str | None = None) -> Any
         api_transport="rest" if endpoint else None,
     )
     return aiplatform
+
+
+def _check_region(location: str) -> None:
+    """A region the Vertex AI client supports (its own list, which moves with its releases).
+
+    Raises:
+        StepError: one it does not, naming YODA_REGION and the regions of that area.
+    """
+    from google.cloud.aiplatform import version
+    from google.cloud.aiplatform.constants.base import SUPPORTED_REGIONS
+
+    if location in SUPPORTED_REGIONS:
+        return
+    area = sorted(r for r in SUPPORTED_REGIONS if r.rsplit("-", 1)[0] == location.rsplit("-", 1)[0])
+    raise StepError(
+        f"YODA_REGION={location!r} is not a Vertex AI region google-cloud-aiplatform "
+        f"{version.__version__} knows" + (f" (in that area: {', '.join(area)})" if area else "")
+    )
