@@ -7,7 +7,7 @@ import os
 import subprocess
 import sys
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import pytest
@@ -44,6 +44,24 @@ def _unhide_bitsandbytes() -> Iterator[None]:
         del sys.modules["bitsandbytes"]
 
 
+@pytest.fixture
+def one_error_line(capsys: pytest.CaptureFixture[str]) -> Callable[..., str]:
+    """Run a step's or command's ``main(argv)`` in-process: it must exit 2 with no traceback and
+    one ``error:`` line, its last; that line."""
+
+    def run(main: Callable[[Sequence[str]], None], *argv: str) -> str:
+        with pytest.raises(SystemExit) as exit_info:
+            main(list(argv))
+        err = capsys.readouterr().err
+        lines = err.strip().splitlines()
+        assert exit_info.value.code == 2 and "Traceback" not in err, err
+        errors = [line for line in lines if line.startswith("error:")]
+        assert len(errors) == 1 and lines[-1] == errors[0], err
+        return errors[0]
+
+    return run
+
+
 @pytest.fixture(scope="session")
 def sample_csv() -> Path:
     from yoda_pipeline.settings import sample_data_path
@@ -57,22 +75,6 @@ def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from yoda_devmodels.tiny_model import make_tiny_model
 
     return make_tiny_model(tmp_path_factory.mktemp("models") / "tiny-phi3")
-
-
-@pytest.fixture(scope="session")
-def nan_model_dir(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path) -> Path:
-    """The tiny model with a non-finite final norm: a broken base, whose training loss is NaN
-    from the first step (what a far too high learning rate does to a real run)."""
-    import shutil
-
-    from safetensors.torch import load_file, save_file
-
-    folder = tmp_path_factory.mktemp("models") / "nan-phi3"
-    shutil.copytree(tiny_model_dir, folder)
-    weights = load_file(folder / "model.safetensors")
-    weights["model.norm.weight"].fill_(float("nan"))
-    save_file(weights, folder / "model.safetensors", metadata={"format": "pt"})
-    return folder
 
 
 @pytest.fixture(scope="session")
@@ -113,18 +115,6 @@ def full_dataset() -> Path:
     if not FULL_DATASET.is_file():
         pytest.skip(f"full public data set not found at {FULL_DATASET}")
     return FULL_DATASET
-
-
-@pytest.fixture
-def write_csv(tmp_path: Path) -> Callable[..., Path]:
-    """Write raw CSV text/bytes to a temp file and return its path."""
-
-    def write(content: str | bytes, name: str = "raw.csv") -> Path:
-        path = tmp_path / name
-        path.write_bytes(content.encode("utf-8") if isinstance(content, str) else content)
-        return path
-
-    return write
 
 
 def _rows(n: int) -> str:
@@ -186,11 +176,3 @@ def gcs(gcs_emulator_host: str, monkeypatch: pytest.MonkeyPatch) -> object:
 
     assert os.environ["STORAGE_EMULATOR_HOST"] == gcs_emulator_host
     return storage_client()
-
-
-@pytest.fixture(scope="session")
-def tiny_llama_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A tiny Llama-architecture model with a ChatML template and no unk or pad token."""
-    from yoda_devmodels.tiny_model import make_tiny_model
-
-    return make_tiny_model(tmp_path_factory.mktemp("models") / "tiny-llama", family="llama")

@@ -6,6 +6,7 @@ import argparse
 import csv
 import json
 import math
+from collections.abc import Callable
 from pathlib import Path
 
 import pandas as pd
@@ -184,3 +185,19 @@ def test_cli_reports_aggregates_to_kfp(tmp_path: Path) -> None:
     assert results["rows"] == 2 and results["metrics"] == "rouge_l,exact_match"
     header = (tmp_path / "r.csv").read_text().splitlines()[0]
     assert header == "user_input,reference,response,rouge_l,exact_match"
+
+
+def test_an_answer_too_long_to_score_is_refused_at_once(
+    tmp_path: Path, one_error_line: Callable[..., str]
+) -> None:
+    from yoda_evaluation.cli import main
+    from yoda_evaluation.evaluate import MAX_TEXT_CHARS
+
+    long = "yes " * (MAX_TEXT_CHARS // 4 + 1)
+    (tmp_path / "p.csv").write_text(
+        f"user_input,reference,extracted_response\nhi,hi,hi\nhi,hi,{long}\n"
+    )
+    line = one_error_line(main, "--predictions", str(tmp_path / "p.csv"),
+                          "--results-output", str(tmp_path / "r.csv"),
+                          "--metrics-output", str(tmp_path / "m"))  # fmt: skip
+    assert "row 2: extracted_response is longer than 100,000 characters" in line

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -72,3 +73,22 @@ def test_report_errors_are_one_line(tmp_path: Path, capsys: pytest.CaptureFixtur
         main(["report", str(tmp_path / "run-1")])
     assert exit_info.value.code == 2
     assert capsys.readouterr().err.startswith("error: no evaluation results under")
+
+
+def test_the_report_on_non_utf8_results(tmp_path: Path, one_error_line: Callable[..., str]) -> None:
+    from yoda_evaluation.report_cli import main
+
+    (tmp_path / "results.csv").write_bytes(
+        b"user_input,reference,response,rouge_l\ncaf\xe9,a,b,1\n"
+    )
+    (tmp_path / "metrics").mkdir()
+    (tmp_path / "metrics" / "metrics.json").write_bytes(b'{"rouge_l_mean": 1.0}')
+    argv = ["--evaluation-results", str(tmp_path / "results.csv"),
+            "--evaluation-metrics", str(tmp_path / "metrics"),
+            "--html-output", str(tmp_path / "r.html"),
+            "--markdown-output", str(tmp_path / "r.md")]  # fmt: skip
+    assert "are not UTF-8" in one_error_line(main, *argv)
+    (tmp_path / "results.csv").write_text("user_input,reference,response,rouge_l\na,a,b,1\n")
+    (tmp_path / "metrics" / "metrics.json").write_bytes(b'{"rouge_l_mean": "caf\xe9"}')
+    again = one_error_line(main, *argv)
+    assert "is not UTF-8 text" in again

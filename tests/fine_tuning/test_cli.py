@@ -6,6 +6,7 @@ import dataclasses
 import json
 import logging
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,9 @@ from yoda_fine_tuning.plan import RunPlan, plan_run
 from yoda_step_io import BadValueError, StepError
 from yoda_step_io.quantization import build_bnb_config
 from yoda_step_io.values import from_args
+
+#: A JSON Lines row that is not UTF-8 (Latin-1's é).
+NOT_UTF8 = b'{"messages": [{"role": "user", "content": "caf\xe9"}]}\n'
 
 
 def test_defaults_are_the_articles_recipe() -> None:
@@ -211,3 +215,17 @@ def test_bfloat16_on_a_gpu_without_it_is_refused_before_loading() -> None:
     with pytest.raises(StepError, match=r"this GPU has no bfloat16 .*pass float16"):
         plan_run(HyperParameters(compute_dtype="bfloat16"), cuda_available=True,
                  bf16_supported=False)  # fmt: skip
+
+
+def test_fine_tuning_on_a_non_utf8_dataset(
+    tmp_path: Path, tiny_model_dir: Path, one_error_line: Callable[..., str]
+) -> None:
+    from yoda_fine_tuning.cli import main
+
+    (tmp_path / "train.jsonl").write_bytes(NOT_UTF8)
+    line = one_error_line(main, "--train-dataset", str(tmp_path / "train.jsonl"),
+                          "--base-model", str(tiny_model_dir), "--quantization", "auto",
+                          "--model-output", str(tmp_path / "model"),
+                          "--metrics-output", str(tmp_path / "metrics"))  # fmt: skip
+    assert "is not UTF-8 text (byte " in line
+    assert not (tmp_path / "model").exists() and not (tmp_path / "metrics").exists()

@@ -6,6 +6,7 @@ import csv
 import json
 import math
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +24,9 @@ SENTENCES = [
     "We walked along the quiet river at dawn, and the wind was cold on our faces.",
     "Patience you must have.",
 ]
+
+#: A JSON Lines row that is not UTF-8 (Latin-1's é).
+NOT_UTF8 = b'{"messages": [{"role": "user", "content": "caf\xe9"}]}\n'
 
 
 @pytest.fixture(scope="module")
@@ -332,3 +336,30 @@ def test_quick_check_shows_an_empty_answer_as_such(
     assert capsys.readouterr().out == (
         f"> First.\n{ask.EMPTY_ANSWER}\n\n> Second.\nStrong, it is.\n\n"
     )
+
+
+def test_inference_on_a_non_utf8_dataset(
+    tmp_path: Path, tuned_model_dir: Path, one_error_line: Callable[..., str]
+) -> None:
+    from yoda_inference.cli import main
+
+    (tmp_path / "test.jsonl").write_bytes(NOT_UTF8)
+    line = one_error_line(main, "--model-dir", str(tuned_model_dir),
+                          "--test-dataset", str(tmp_path / "test.jsonl"), "--quantization", "auto",
+                          "--predictions-output", str(tmp_path / "p.csv"))  # fmt: skip
+    assert "is not UTF-8 text" in line and not (tmp_path / "p.csv").exists()
+
+
+@pytest.mark.parametrize("damage", ["truncated", "garbage"])
+def test_a_corrupt_adapter_is_one_line(
+    tmp_path: Path, tuned_model_dir: Path, one_error_line: Callable[..., str], damage: str
+) -> None:
+    from yoda_inference.ask import main
+
+    model = tmp_path / "model"
+    shutil.copytree(tuned_model_dir, model)
+    weights = model / "adapter_model.safetensors"
+    data = weights.read_bytes()
+    weights.write_bytes(data[: len(data) // 2] if damage == "truncated" else b"\x00garbage" * 9)
+    line = one_error_line(main, str(model), "Hello there.", "--quantization", "auto")
+    assert line.startswith(f"error: cannot load the LoRA adapter in {model}")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -329,3 +330,18 @@ def test_fine_tuning_asks_for_as_many_gpus_as_ranks(tmp_path: Path) -> None:
     task = tuning_task(spec)["inputs"]["parameters"]
     assert task["accelerator_count"] == {"runtimeValue": {"constant": 4}}  # compiled in
     json_format.ParseDict(spec, pipeline_spec_pb2.PipelineSpec())
+
+
+def test_compile_does_not_overwrite_what_is_not_a_pipeline(
+    tmp_path: Path, one_error_line: Callable[..., str]
+) -> None:
+    from yoda_pipeline.cli import main
+
+    readme = tmp_path / "README.md"
+    readme.write_text("# my notes\n")
+    lock = Path(__file__).resolve().parents[2] / "images" / "digests.local.json"
+    line = one_error_line(main, "compile", "--image-lock", str(lock), "--output", str(readme))
+    assert "exists and is not a compiled pipeline" in line
+    assert readme.read_text() == "# my notes\n"
+    assert "is a folder" in one_error_line(main, "compile", "--image-lock", str(lock),
+                                           "--output", str(tmp_path))  # fmt: skip

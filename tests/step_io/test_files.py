@@ -4,16 +4,17 @@ refused with one line, before any work; a retry replaces its own earlier, partia
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from yoda_step_io import StepError, check_outputs, outputs_in_place
-from yoda_step_io.files import owner_mark
+from yoda_step_io.files import owner_mark, write_text_atomic
 
 
 def victim(folder: Path) -> Path:
@@ -30,78 +31,66 @@ def intact(folder: Path) -> bool:
     ).read_text() == "mine too"
 
 
-@pytest.fixture
-def refused(capsys: pytest.CaptureFixture[str]) -> Callable[..., str]:
-    """Run a step CLI's ``main`` in-process; it must exit 2 with one ``error:`` line."""
-
-    def run(main: Callable[[Sequence[str]], None], *argv: str) -> str:
-        with pytest.raises(SystemExit) as exit_info:
-            main(list(argv))
-        err = capsys.readouterr().err.strip().splitlines()
-        assert exit_info.value.code == 2, err
-        errors = [line for line in err if line.startswith("error:")]
-        assert len(errors) == 1 and err[-1] == errors[0], err
-        return errors[0]
-
-    return run
-
-
 def test_the_data_step_refuses_the_working_folder(
-    tmp_path: Path, sample_csv: Path, refused: Callable[..., str], monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path,
+    sample_csv: Path,
+    one_error_line: Callable[..., str],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     from yoda_data_transformation.cli import main
 
     monkeypatch.chdir(victim(tmp_path))
-    line = refused(main, "--raw-data-uri", str(sample_csv), "--train-output", ".",
-                   "--test-output", "test.jsonl")  # fmt: skip
+    line = one_error_line(main, "--raw-data-uri", str(sample_csv), "--train-output", ".",
+                          "--test-output", "test.jsonl")  # fmt: skip
     assert "the working folder" in line
     assert intact(tmp_path) and sorted(p.name for p in tmp_path.iterdir()) == ["keep.txt", "sub"]
 
 
 @pytest.mark.parametrize("spelling", ["victim", "victim/"])
 def test_the_data_step_refuses_a_users_folder(
-    tmp_path: Path, sample_csv: Path, refused: Callable[..., str], spelling: str
+    tmp_path: Path, sample_csv: Path, one_error_line: Callable[..., str], spelling: str
 ) -> None:
     from yoda_data_transformation.cli import main
 
     victim(tmp_path / "victim")
-    line = refused(main, "--raw-data-uri", str(sample_csv),
-                   "--train-output", str(tmp_path / spelling),
-                   "--test-output", str(tmp_path / "test.jsonl"))  # fmt: skip
+    line = one_error_line(main, "--raw-data-uri", str(sample_csv),
+                          "--train-output", str(tmp_path / spelling),
+                          "--test-output", str(tmp_path / "test.jsonl"))  # fmt: skip
     assert "already exists and is not written by this step" in line
     assert intact(tmp_path / "victim") and not (tmp_path / "test.jsonl").exists()
 
 
 def test_the_evaluation_refuses_a_users_metrics_folder(
-    tmp_path: Path, refused: Callable[..., str]
+    tmp_path: Path, one_error_line: Callable[..., str]
 ) -> None:
     from yoda_evaluation.cli import main
 
     predictions = tmp_path / "predictions.csv"
     predictions.write_text("user_input,reference,extracted_response\nhi,hi,hi\n")
     victim(tmp_path / "victim2")
-    line = refused(main, "--predictions", str(predictions),
-                   "--results-output", str(tmp_path / "results.csv"),
-                   "--metrics-output", str(tmp_path / "victim2"))  # fmt: skip
+    line = one_error_line(main, "--predictions", str(predictions),
+                          "--results-output", str(tmp_path / "results.csv"),
+                          "--metrics-output", str(tmp_path / "victim2"))  # fmt: skip
     assert "victim2 already exists" in line and intact(tmp_path / "victim2")
 
 
 def test_fine_tuning_refuses_to_write_over_its_base_model(
-    tmp_path: Path, sample_train_jsonl: Path, refused: Callable[..., str]
+    tmp_path: Path, sample_train_jsonl: Path, one_error_line: Callable[..., str]
 ) -> None:
     from yoda_fine_tuning.cli import main
 
     base = victim(tmp_path / "basecopy")
     (base / "config.json").write_text("{}")
-    line = refused(main, "--train-dataset", str(sample_train_jsonl), "--quantization", "auto",
-                   "--base-model", str(base), "--model-output", str(base),
-                   "--metrics-output", str(tmp_path / "metrics"))  # fmt: skip
+    line = one_error_line(main, "--train-dataset", str(sample_train_jsonl),
+                          "--quantization", "auto", "--base-model", str(base),
+                          "--model-output", str(base),
+                          "--metrics-output", str(tmp_path / "metrics"))  # fmt: skip
     assert "overlaps the input" in line and intact(base)
     # inside the input is refused as well, and so is an input inside the output
     for model_output in (base / "model", tmp_path):
-        refused(main, "--train-dataset", str(sample_train_jsonl), "--base-model", str(base),
-                "--model-output", str(model_output), "--quantization", "auto",
-                "--metrics-output", str(tmp_path / "m"))  # fmt: skip
+        one_error_line(main, "--train-dataset", str(sample_train_jsonl), "--base-model", str(base),
+                       "--model-output", str(model_output), "--quantization", "auto",
+                       "--metrics-output", str(tmp_path / "m"))  # fmt: skip
     assert intact(base)
 
 
@@ -179,3 +168,71 @@ def test_a_symlink_in_the_way_is_refused(tmp_path: Path) -> None:
     with pytest.raises(StepError, match="already exists"):
         check_outputs(tmp_path / "link")
     assert intact(tmp_path / "victim")
+
+
+def test_outputs_in_place_replace_a_rerun_and_keep_what_succeeded(tmp_path: Path) -> None:
+    file_out, dir_out = tmp_path / "a.txt", tmp_path / "model"
+    with outputs_in_place(file_out) as (file_path,):
+        file_path.write_text("old")
+    with outputs_in_place(file_out, dir_out) as (file_path, dir_path):
+        assert (file_path, dir_path) == (file_out, dir_out)
+        assert not file_out.exists(), "a rerun starts from a clean slate"
+        file_path.write_text("new")
+        dir_path.mkdir()
+        (dir_path / "weights").write_text("w")
+    assert file_out.read_text() == "new"
+    assert (dir_out / "weights").read_text() == "w"
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        ".a.txt.yoda-output",
+        ".model.yoda-output",
+        "a.txt",
+        "model",
+    ]
+
+
+def test_outputs_in_place_leave_nothing_on_error(tmp_path: Path) -> None:
+    first, second = tmp_path / "train.jsonl", tmp_path / "nested" / "model"
+    with pytest.raises(RuntimeError), outputs_in_place(first, second) as (a, b):
+        a.write_text("half")
+        b.mkdir()
+        (b / "weights").write_text("half")
+        raise RuntimeError("boom")
+    assert [p.name for p in tmp_path.rglob("*")] == ["nested"]
+
+
+def test_outputs_in_place_refuse_a_missing_output(tmp_path: Path) -> None:
+    with (
+        pytest.raises(FileNotFoundError, match="did not write"),
+        outputs_in_place(tmp_path / "x", tmp_path / "y") as (x, _),
+    ):
+        x.write_text("only one")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_write_text_atomic_leaves_only_the_file(tmp_path: Path) -> None:
+    target = tmp_path / "out" / "executor_output.json"
+    write_text_atomic(target, "{}")
+    write_text_atomic(target, '{"a": 1}')
+    assert target.read_text() == '{"a": 1}'
+    assert list(target.parent.iterdir()) == [target]
+
+
+def test_check_outputs_probes_and_cleans_up(tmp_path: Path) -> None:
+    check_outputs(tmp_path / "a" / "train", tmp_path / "a" / "test", tmp_path / "b" / "model")
+    assert sorted(p.name for p in tmp_path.rglob("*")) == ["a", "b"]
+
+
+def test_check_outputs_names_the_fix(tmp_path: Path) -> None:
+    (tmp_path / "ro").mkdir(mode=0o500)
+    if os.access(tmp_path / "ro", os.W_OK):
+        pytest.skip("root ignores permission bits")
+    with pytest.raises(
+        StepError, match=r"cannot write to the output folder .*run the step's image as root"
+    ):
+        check_outputs(tmp_path / "ro" / "model")
+
+
+def test_a_parent_that_is_a_file_is_named(tmp_path: Path) -> None:
+    (tmp_path / "afile").write_text("a file where a folder should be")
+    with pytest.raises(StepError, match=r"its parent .*afile is a file, not a folder$"):
+        check_outputs(tmp_path / "afile" / "model")

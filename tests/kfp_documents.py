@@ -1,0 +1,19 @@
+"""KFP's documents as a step receives them, for the tests of the step contract."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+def executor_input(tmp_path: Path) -> dict[str, object]:
+    return {
+        "inputs": {"parameterValues": {"seed": 1}},
+        "outputs": {
+            "artifacts": {
+                "metrics": {"artifacts": [{"name": "projects/p/metrics", "uri": "gs://b/m",
+                                           "metadata": {"kept": 1}}]},
+                "model": {"artifacts": [{"name": "projects/p/model", "uri": "gs://b/model"}]},
+            },
+            "outputFile": str(tmp_path / "task" / "executor_output.json"),
+        },
+    }  # fmt: skip
