@@ -112,6 +112,10 @@ def test_submit_sends_the_expected_create_pipeline_job(tmp_path: Path) -> None:
         ({"project_id": "Yoda_Project"}, "YODA_PROJECT_ID='Yoda_Project' is not a project id"),
         ({"region": "europe"}, "YODA_REGION='europe' is not a region"),
         (
+            {"region": "europe-west99"},
+            "YODA_REGION='europe-west99' is not a Vertex AI region google-cloud-aiplatform ",
+        ),
+        (
             {"pipeline_name": "Yoda_Run"},
             "YODA_PIPELINE_NAME='Yoda_Run' is not a Vertex AI pipeline name",
         ),

@@ -50,8 +50,10 @@ def test_make_help_lists_the_variables_with_defaults_within_100_columns() -> Non
     variables = done.stdout.partition("\nVariables")[2]
     from yoda_pipeline.parameters import PipelineParameters
 
-    table = {name.upper(): str(PipelineParameters.model_fields[name].default)
-             for name in ("target_column", "test_fraction", "split_seed")}  # the table's own
+    table = {
+        name.upper(): str(PipelineParameters.model_fields[name].default)
+        for name in ("target_column", "test_fraction", "split_seed")
+    }  # the table's own
     for name, default in [("RAW_DATA", "embedded sample"), ("SET", "(none)"), ("BY", "rouge_l"),
                           ("TEXT", "The Force is strong with you."), *table.items()]:  # fmt: skip
         assert re.search(rf"^  {name} +{re.escape(default)}  ", variables, re.MULTILINE), name

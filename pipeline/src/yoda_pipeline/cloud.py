@@ -13,6 +13,7 @@ from yoda_pipeline.images import ImageLockError, load_image_lock, loopback_image
 from yoda_pipeline.settings import SMOLLM2, PipelineSettings
 from yoda_step_io.gcs import GS_URI
 from yoda_step_io.models import BASE_MODEL_FORMS, is_hub_id, is_local_path
+from yoda_step_io.vertex import region_problem
 
 logger = logging.getLogger(__name__)
 
@@ -55,6 +56,8 @@ def place_problems(settings: PipelineSettings) -> list[str]:
         problems.append(f"YODA_PROJECT_ID={settings.project_id!r} is not a project id")
     if not _REGION.match(settings.region):
         problems.append(f"YODA_REGION={settings.region!r} is not a region (e.g. europe-west4)")
+    elif problem := region_problem(settings.region):
+        problems.append(problem)
     return problems
 
 

@@ -109,7 +109,9 @@ def init_vertex(project: str, location: str, endpoint: str | None = None) -> Any
             raise StepError(
                 "no Google Cloud credentials: run `gcloud auth application-default login`"
             ) from error
-    _check_region(location)
+    problem = region_problem(location)
+    if problem:
+        raise StepError(problem)
     check_reachable(endpoint, location)
     aiplatform.init(
         project=project,
@@ -121,19 +123,15 @@ def init_vertex(project: str, location: str, endpoint: str | None = None) -> Any
     return aiplatform
 
 
-def _check_region(location: str) -> None:
-    """A region the Vertex AI client supports (its own list, which moves with its releases).
-
-    Raises:
-        StepError: one it does not, naming YODA_REGION and the regions of that area.
-    """
+def region_problem(location: str) -> str | None:
+    """Why ``location`` is not a region the Vertex AI client supports (its own list, which
+    moves with its releases), naming YODA_REGION and the regions of that area; None if it is."""
     from google.cloud.aiplatform import version
     from google.cloud.aiplatform.constants.base import SUPPORTED_REGIONS
 
     if location in SUPPORTED_REGIONS:
-        return
+        return None
     area = sorted(r for r in SUPPORTED_REGIONS if r.rsplit("-", 1)[0] == location.rsplit("-", 1)[0])
-    raise StepError(
-        f"YODA_REGION={location!r} is not a Vertex AI region google-cloud-aiplatform "
+    return f"YODA_REGION={location!r} is not a Vertex AI region google-cloud-aiplatform " + (
         f"{version.__version__} knows" + (f" (in that area: {', '.join(area)})" if area else "")
     )
