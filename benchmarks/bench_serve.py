@@ -36,6 +36,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from yoda_step_io.contract import HYPERPARAMETERS_FILE
+
 ROOT = Path(__file__).resolve().parents[1]
 SMOLLM2 = ROOT / "build" / "smollm2-135m-instruct"
 SENTENCES = [
@@ -63,6 +65,9 @@ def make_model_dir(root: Path, base: Path | None) -> Path:
     model = get_peft_model(AutoModelForCausalLM.from_pretrained(base_dir), config)
     model.save_pretrained(root / "model")
     AutoTokenizer.from_pretrained(base_dir).save_pretrained(root / "model")
+    # the step's record of its base (yoda_step_io.contract), which inference loads
+    record = {"base_model": str(base_dir), "base_model_revision": "unknown"}
+    (root / "model" / HYPERPARAMETERS_FILE).write_text(json.dumps(record))
     return root / "model"
 
 

@@ -307,12 +307,15 @@ def test_evaluation_image_recipe(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-def test_fine_tuning_image_recipe(tmp_path: Path, sample_train_jsonl: Path) -> None:
+def test_fine_tuning_image_recipe(
+    tmp_path: Path, sample_train_jsonl: Path, tiny_model_dir: Path
+) -> None:
     run = install_image_recipe("fine_tuning", tmp_path)
     assert "--train-dataset" in run("yoda-fine-tuning", "--help").stdout
-    run("yoda-make-tiny-model", tmp_path / "tiny")
+    # the development models (tools/devmodels) are not in the image
+    assert not list((tmp_path / "venv" / "bin").glob("yoda-make-*"))
     run("yoda-fine-tuning", "--train-dataset", sample_train_jsonl,
-        "--base-model", tmp_path / "tiny", "--model-output", tmp_path / "model",
+        "--base-model", tiny_model_dir, "--model-output", tmp_path / "model",
         "--metrics-output", tmp_path / "metrics",
         "--quantization", "auto", "--max-steps", "1")  # fmt: skip
     assert (tmp_path / "model" / "adapter_model.safetensors").is_file()
