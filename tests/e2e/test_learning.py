@@ -19,7 +19,8 @@ import pytest
 
 from yoda_pipeline.artifacts import CHAMPION_TASK, run_output
 
-pytestmark = pytest.mark.learning
+# the run takes about 11 minutes on two cores: longer than the suite's 600 s per test
+pytestmark = [pytest.mark.learning, pytest.mark.timeout(1500)]
 
 ROOT = Path(__file__).resolve().parents[2]
 FULL_DATA = ROOT.parent / "shared" / "data" / "yoda_sentences.csv"
