@@ -47,9 +47,10 @@ def _unhide_bitsandbytes() -> Iterator[None]:
 @pytest.fixture
 def one_error_line(capsys: pytest.CaptureFixture[str]) -> Callable[..., str]:
     """Run a step's or command's ``main(argv)`` in-process: it must exit 2 with no traceback and
-    one ``error:`` line, its last; that line."""
+    one ``error:`` line, its last (``alone``: its only line, as where nothing has run yet); that
+    line."""
 
-    def run(main: Callable[[Sequence[str]], None], *argv: str) -> str:
+    def run(main: Callable[[Sequence[str]], None], *argv: str, alone: bool = False) -> str:
         with pytest.raises(SystemExit) as exit_info:
             main(list(argv))
         err = capsys.readouterr().err
@@ -57,6 +58,7 @@ def one_error_line(capsys: pytest.CaptureFixture[str]) -> Callable[..., str]:
         assert exit_info.value.code == 2 and "Traceback" not in err, err
         errors = [line for line in lines if line.startswith("error:")]
         assert len(errors) == 1 and lines[-1] == errors[0], err
+        assert not alone or len(lines) == 1, err
         return errors[0]
 
     return run

@@ -1,4 +1,5 @@
-"""Data step units: conversational format, seeded split, target column, metadata."""
+"""The data step's transformation (``transform.py``): conversational format, seeded split,
+target column, dropped rows and the splits' metadata."""
 
 from __future__ import annotations
 
@@ -10,7 +11,6 @@ from typing import Any
 import pytest
 
 from yoda_data_transformation import split_records, to_conversation, transform
-from yoda_data_transformation.cli import main
 
 
 def read_jsonl(path: Path) -> list[dict[str, Any]]:
@@ -100,33 +100,3 @@ def test_full_public_dataset(full_dataset: Path, tmp_path: Path) -> None:
     assert result.rows_read == 720
     assert len(train) + len(test) == 720 - sum(result.rows_dropped.values())
     assert len(test) == round(0.1 * (len(train) + len(test)))
-
-
-def test_cli_writes_executor_output_metadata(sample_csv: Path, tmp_path: Path) -> None:
-    output_file = tmp_path / "task" / "executor_output.json"
-    executor_input = {
-        "outputs": {
-            "artifacts": {
-                "train": {"artifacts": [{"name": "train", "uri": "gs://b/train"}]},
-                "test": {"artifacts": [{"name": "test", "uri": "gs://b/test"}]},
-            },
-            "outputFile": str(output_file),
-        }
-    }
-    main([
-        "--raw-data-uri", str(sample_csv),
-        "--train-output", str(tmp_path / "train"),
-        "--test-output", str(tmp_path / "test"),
-        "--target-column", "translation",
-        "--test-fraction", "0.25",
-        "--seed", "3",
-        "--executor-input", json.dumps(executor_input),
-    ])  # fmt: skip
-    artifacts = json.loads(output_file.read_text())["artifacts"]
-    train_meta = artifacts["train"]["artifacts"][0]["metadata"]
-    test_meta = artifacts["test"]["artifacts"][0]["metadata"]
-    assert artifacts["train"]["artifacts"][0]["uri"] == "gs://b/train"
-    assert (train_meta["rows"], test_meta["rows"]) == (36, 12)
-    assert train_meta["target_column"] == "translation"
-    assert test_meta["seed"] == 3 and test_meta["test_fraction"] == 0.25
-    assert len(read_jsonl(tmp_path / "test")) == 12

@@ -1,10 +1,12 @@
-"""Evaluation: known scores, aggregation, robustness to real predictions, bad inputs, metadata."""
+"""Evaluation: known scores, aggregation, robustness to real predictions, bad inputs, metadata;
+the base model and echo baselines, the uplift over them and the degenerate answers counted."""
 
 from __future__ import annotations
 
 import argparse
 import csv
 import json
+import logging
 import math
 from collections.abc import Callable
 from pathlib import Path
@@ -13,15 +15,17 @@ import pandas as pd
 import pytest
 
 from yoda_evaluation.cli import main
-from yoda_evaluation.evaluate import evaluate_predictions
+from yoda_evaluation.evaluate import compare_with_baselines, echo_baseline, evaluate_predictions
 from yoda_evaluation.metrics import (
     METRIC_LIST,
     aggregate_metrics,
     compute_metrics,
     metric_definitions,
 )
-from yoda_step_io import BadValueError
-from yoda_step_io.scores import METRIC_NAMES
+from yoda_evaluation.report import load_report_inputs
+from yoda_evaluation.report_html import render_html
+from yoda_step_io import BadValueError, StepError
+from yoda_step_io.scores import METRIC_NAMES, format_headline, headline_rows
 
 HEADER = ["user_input", "reference", "extracted_response"]
 
@@ -129,39 +133,36 @@ def test_real_world_predictions(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(
-    ("content", "message"),
+    ("content", "phrase"),
     [
         (b"", "is empty"),
         (b"user_input,reference\nq,r\n", "lacks column(s) extracted_response"),
-        (b"user_input,reference,extracted_response\n", "has a header but no rows"),
-        (b"user_input,reference,extracted_response\nq,\xe9t\xe9,x\n", "is not UTF-8"),
+        (b"user_input,reference,extracted_response\n", "no rows"),
+        (b"user_input,reference,extracted_response\nq,\xe9t\xe9,x\n", "not UTF-8"),
     ],
     ids=["empty", "missing-column", "header-only", "not-utf8"],
 )
 def test_bad_predictions_fail_without_output(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str], content: bytes, message: str
+    tmp_path: Path, one_error_line: Callable[..., str], content: bytes, phrase: str
 ) -> None:
     predictions = tmp_path / "predictions.csv"
     predictions.write_bytes(content)
     out = tmp_path / "out"
-    with pytest.raises(SystemExit) as exit_info:
-        main(["--predictions", str(predictions), "--results-output", str(out / "results.csv"),
-              "--metrics-output", str(out / "metrics")])  # fmt: skip
-    assert exit_info.value.code == 2
-    errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
-    assert len(errors) == 1 and message in errors[0]
+    line = one_error_line(main, "--predictions", str(predictions),
+                          "--results-output", str(out / "results.csv"),
+                          "--metrics-output", str(out / "metrics"))  # fmt: skip
+    assert str(predictions) in line and phrase in line
     assert not out.exists() or list(out.iterdir()) == []
 
 
 def test_unknown_metric_fails_before_reading(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, one_error_line: Callable[..., str]
 ) -> None:
-    with pytest.raises(SystemExit) as exit_info:
-        main(["--predictions", str(tmp_path / "missing.csv"), "--results-output",
-              str(tmp_path / "r.csv"), "--metrics-output", str(tmp_path / "m"),
-              "--metrics", "rouge_l,bertscore"])  # fmt: skip
-    assert exit_info.value.code == 2
-    assert "--metrics 'rouge_l,bertscore': bertscore: expected" in capsys.readouterr().err
+    line = one_error_line(main, "--predictions", str(tmp_path / "missing.csv"),
+                          "--results-output", str(tmp_path / "r.csv"),
+                          "--metrics-output", str(tmp_path / "m"),
+                          "--metrics", "rouge_l,bertscore")  # fmt: skip
+    assert "--metrics 'rouge_l,bertscore': bertscore" in line
 
 
 def test_cli_reports_aggregates_to_kfp(tmp_path: Path) -> None:
@@ -190,7 +191,6 @@ def test_cli_reports_aggregates_to_kfp(tmp_path: Path) -> None:
 def test_an_answer_too_long_to_score_is_refused_at_once(
     tmp_path: Path, one_error_line: Callable[..., str]
 ) -> None:
-    from yoda_evaluation.cli import main
     from yoda_evaluation.evaluate import MAX_TEXT_CHARS
 
     long = "yes " * (MAX_TEXT_CHARS // 4 + 1)
@@ -200,4 +200,119 @@ def test_an_answer_too_long_to_score_is_refused_at_once(
     line = one_error_line(main, "--predictions", str(tmp_path / "p.csv"),
                           "--results-output", str(tmp_path / "r.csv"),
                           "--metrics-output", str(tmp_path / "m"))  # fmt: skip
-    assert "row 2: extracted_response is longer than 100,000 characters" in line
+    assert "row 2: extracted_response" in line and "100,000 characters" in line
+
+
+#: Three answers: right, empty, one word repeated.
+ROWS = [
+    ["The Force is strong.", "Strong, the Force is.", "Strong, the Force is."],
+    ["I like tea.", "Tea, I like.", ""],
+    ["He left early.", "Early, he left.", "left left left left"],
+]
+
+
+def test_uplift_is_the_difference_of_means() -> None:
+    tuned = pd.DataFrame({"rouge_l": [1.0, 0.5], "bleu": [0.2, 0.4]})
+    base = pd.DataFrame({"rouge_l": [0.25, 0.25], "bleu": [0.3, 0.3]})
+    echo = pd.DataFrame({"rouge_l": [0.5, 0.7], "bleu": [0.0, 0.0]})
+    summary = compare_with_baselines(tuned, base, echo, ["rouge_l", "bleu"])
+    assert summary == pytest.approx({
+        "base_rouge_l_mean": 0.25, "rouge_l_uplift_vs_base": 0.5,
+        "echo_rouge_l_mean": 0.6, "rouge_l_uplift_vs_echo": 0.15,
+        "base_bleu_mean": 0.3, "bleu_uplift_vs_base": 0.0,
+        "echo_bleu_mean": 0.0, "bleu_uplift_vs_echo": 0.3,
+    })  # fmt: skip
+    without_base = compare_with_baselines(tuned, None, echo, ["rouge_l"])
+    assert set(without_base) == {"echo_rouge_l_mean", "rouge_l_uplift_vs_echo"}
+
+
+def test_echo_baseline_answers_with_the_users_sentence() -> None:
+    frame = pd.DataFrame([dict(zip(HEADER, row, strict=True)) for row in ROWS])
+    echo = echo_baseline(frame)
+    assert list(echo["extracted_response"]) == [row[0] for row in ROWS]
+    assert list(frame["extracted_response"]) == [row[2] for row in ROWS], "input left alone"
+
+
+def test_three_rows_scored_with_base_answers_and_counts(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    tuned = write_predictions(tmp_path / "tuned.csv", ROWS)
+    perfect = [[user, reference, reference] for user, reference, _ in ROWS]
+    base = write_predictions(tmp_path / "base.csv", perfect)
+    upstream = {"cut_answers": 1.0, "base_cut_answers": 0.0}
+    with caplog.at_level(logging.WARNING):
+        result = evaluate_predictions(tuned, tmp_path / "results.csv", tmp_path / "metrics",
+                                      ["rouge_l", "exact_match"], base_predictions_path=base,
+                                      upstream=upstream)  # fmt: skip
+    metadata = result.aggregates
+    assert metadata["base_rouge_l_mean"] == pytest.approx(1.0)
+    assert metadata["rouge_l_uplift_vs_base"] == pytest.approx(metadata["rouge_l_mean"] - 1.0)
+    assert metadata["rouge_l_uplift_vs_echo"] == pytest.approx(
+        metadata["rouge_l_mean"] - metadata["echo_rouge_l_mean"]
+    )
+    assert (metadata["empty_answers"], metadata["repeated_answers"], metadata["cut_answers"]) == (
+        1, 1, 1)  # fmt: skip
+    assert (metadata["base_empty_answers"], metadata["base_cut_answers"]) == (0, 0)
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert any(
+        w.startswith("fine-tuned model:") and "1 of 3" in w and "empty" in w for w in warnings
+    )
+    results = pd.read_csv(tmp_path / "results.csv", keep_default_na=False)
+    assert list(results.columns) == ["user_input", "reference", "response", "rouge_l",
+                                     "exact_match", "base_response", "base_rouge_l",
+                                     "base_exact_match"]  # fmt: skip
+    assert list(results["base_response"]) == [r[1] for r in ROWS]
+    assert json.loads((tmp_path / "metrics" / "metrics.json").read_text()) == pytest.approx(
+        metadata
+    )
+    text = format_headline(metadata)
+    assert [line.split()[0] for line in text.splitlines()[1:4]] == ["fine-tuned", "base", "echo"]
+    assert "fine-tuned answers of 3: 1 empty, 1 repeated, 1 cut" in text
+
+
+def test_base_answers_turned_off_or_for_other_sentences(tmp_path: Path) -> None:
+    tuned = write_predictions(tmp_path / "tuned.csv", ROWS)
+    header_only = write_predictions(tmp_path / "base.csv", [])
+    result = evaluate_predictions(tuned, tmp_path / "r.csv", tmp_path / "m", ["rouge_l"],
+                                  base_predictions_path=header_only)  # fmt: skip
+    assert "base_rouge_l_mean" not in result.aggregates
+    assert [label for label, _ in headline_rows(result.aggregates)] == [
+        "fine-tuned", "echo baseline", "uplift vs echo"]  # fmt: skip
+    shuffled = write_predictions(tmp_path / "other.csv", ROWS[::-1])
+    with pytest.raises(StepError) as error:
+        evaluate_predictions(tuned, tmp_path / "r2.csv", tmp_path / "m2", ["rouge_l"],
+                             base_predictions_path=shuffled)  # fmt: skip
+    assert str(shuffled) in str(error.value) and "same sentences" in str(error.value)
+    assert not (tmp_path / "r2.csv").exists() and not (tmp_path / "m2").exists()
+
+
+def test_echo_row_is_rouge_score_on_the_full_test_split(full_dataset: Path, tmp_path: Path) -> None:
+    """Done-when of issue #11: the echo row's ROUGE-L mean on the test split is rouge-score's
+    for `sentence` vs `translation_extra` on those rows."""
+    from rouge_score import rouge_scorer
+
+    from yoda_data_transformation import transform
+
+    transform(str(full_dataset), tmp_path / "train.jsonl", tmp_path / "test.jsonl")
+    test = [
+        json.loads(line)["messages"] for line in (tmp_path / "test.jsonl").read_text().splitlines()
+    ]
+    rows = [[m[0]["content"], m[1]["content"], "anything"] for m in test]
+    result = evaluate_predictions(write_predictions(tmp_path / "p.csv", rows), tmp_path / "r.csv",
+                                  tmp_path / "m", ["rouge_l"])  # fmt: skip
+    scorer = rouge_scorer.RougeScorer(["rougeL"])
+    direct = [scorer.score(ref, user)["rougeL"].fmeasure for user, ref, _ in rows]
+    assert len(rows) == 72
+    assert result.aggregates["echo_rouge_l_mean"] == pytest.approx(sum(direct) / len(direct))
+
+
+def test_results_csv_keeps_a_lone_carriage_return_inside_its_cell(tmp_path: Path) -> None:
+    """A generated answer may hold a bare "\\r"; the report's csv reader must see one row."""
+    rows = [["Hi.", "Hi, it is.", "odd\ranswer"], ["Yes.", "Yes, it is.", "fine"]]
+    base = write_predictions(tmp_path / "b.csv", rows)
+    predictions = write_predictions(tmp_path / "p.csv", rows)
+    evaluate_predictions(predictions, tmp_path / "r.csv", tmp_path / "m", ["rouge_l"],
+                         base_predictions_path=base)  # fmt: skip
+    inputs = load_report_inputs(tmp_path / "r.csv", tmp_path / "m", None, None)
+    assert [row["response"] for row in inputs.samples] == ["odd\ranswer", "fine"]
+    assert "odd" in render_html(inputs)

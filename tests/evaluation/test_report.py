@@ -1,94 +1,17 @@
-"""`yoda-pipeline report`: aggregate scores and the best and worst samples of a run."""
+"""The run's report as Markdown, and its loss curves (yoda_evaluation.report)."""
 
 from __future__ import annotations
 
-import csv
-import io
-from collections.abc import Callable
-from pathlib import Path
-from typing import Any
-
-import pytest
-
-from yoda_pipeline.cli import main
-from yoda_pipeline.report import format_report, read_results
-from yoda_step_io import StepError
-
-COLUMNS = ("user_input", "reference", "response", "rouge_l", "bleu")
-ROWS = [
-    dict(zip(COLUMNS, values, strict=True))
-    for values in [
-        ("a", "A, it is.", "A, it is.", "1.0", "0.9"),
-        ("b", "B, it is.", "B\nis", "0.5", "0.1"),
-        ("c", "C, it is.", "", "0.0", "0.0"),
-    ]
-]
+from yoda_evaluation.report import ReportInputs, loss_curves, render_markdown
 
 
-def results_csv() -> str:
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=list(ROWS[0]))
-    writer.writeheader()
-    writer.writerows(ROWS)
-    return buffer.getvalue()
+def test_report_markdown_holds_the_same_facts(report_inputs: ReportInputs) -> None:
+    markdown = render_markdown(report_inputs)
+    assert "| fine-tuned | 0.480 |" in markdown and "| uplift vs base | -0.040 |" in markdown
+    assert "| fine-tuned | 5 | 0 | 2 |" in markdown
+    assert "## Best 10 by rouge_l" in markdown and "| lora_r | 8 |" in markdown
 
 
-def test_format_report() -> None:
-    text = format_report(ROWS, by="rouge_l", top=1)
-    lines = text.splitlines()
-    assert lines[0] == "3 samples"
-    assert lines[2].split() == ["rouge_l", "0.500", "0.500", "0.000", "1.000"]
-    assert lines[3].split() == ["bleu", "0.333", "0.100", "0.000", "0.900"]
-    best = text.index("Best 1 by rouge_l:")
-    worst = text.index("Worst 1 by rouge_l:")
-    assert "[1.000] a" in text[best:worst] and "[0.000] c" in text[worst:]
-    assert "answered: B\\nis" not in text  # only the best and the worst are shown
-    assert format_report(ROWS, by="bleu", top=3).count("answered: B\\nis") == 2
-
-
-def test_unknown_ranking_metric() -> None:
-    with pytest.raises(
-        StepError, match="no metric 'meteor' in the results; they have: rouge_l, bleu"
-    ):
-        format_report(ROWS, by="meteor", top=3)
-
-
-def test_report_from_gcs(gcs: Any, capsys: pytest.CaptureFixture[str]) -> None:
-    if not gcs.bucket("yoda-eval").exists():
-        gcs.create_bucket("yoda-eval")
-    gcs.bucket("yoda-eval").blob(
-        "job/evaluation-component_1/evaluation_results"
-    ).upload_from_string(results_csv())
-    uri = "gs://yoda-eval/job/evaluation-component_1/evaluation_results"
-    assert read_results(uri) == ROWS
-    main(["report", uri, "--top", "1"])
-    assert capsys.readouterr().out.startswith("3 samples\n")
-    with pytest.raises(StepError, match="no such bucket or object"):
-        read_results("gs://yoda-eval/job/nothing")
-
-
-def test_report_errors_are_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    (tmp_path / "run-1").mkdir()
-    with pytest.raises(SystemExit) as exit_info:
-        main(["report", str(tmp_path / "run-1")])
-    assert exit_info.value.code == 2
-    assert capsys.readouterr().err.startswith("error: no evaluation results under")
-
-
-def test_the_report_on_non_utf8_results(tmp_path: Path, one_error_line: Callable[..., str]) -> None:
-    from yoda_evaluation.report_cli import main
-
-    (tmp_path / "results.csv").write_bytes(
-        b"user_input,reference,response,rouge_l\ncaf\xe9,a,b,1\n"
-    )
-    (tmp_path / "metrics").mkdir()
-    (tmp_path / "metrics" / "metrics.json").write_bytes(b'{"rouge_l_mean": 1.0}')
-    argv = ["--evaluation-results", str(tmp_path / "results.csv"),
-            "--evaluation-metrics", str(tmp_path / "metrics"),
-            "--html-output", str(tmp_path / "r.html"),
-            "--markdown-output", str(tmp_path / "r.md")]  # fmt: skip
-    assert "are not UTF-8" in one_error_line(main, *argv)
-    (tmp_path / "results.csv").write_text("user_input,reference,response,rouge_l\na,a,b,1\n")
-    (tmp_path / "metrics" / "metrics.json").write_bytes(b'{"rouge_l_mean": "caf\xe9"}')
-    again = one_error_line(main, *argv)
-    assert "is not UTF-8 text" in again
+def test_loss_curves_by_step(report_inputs: ReportInputs) -> None:
+    curves = loss_curves(report_inputs.log_history)
+    assert len(curves["training"]) == 20 and len(curves["validation"]) == 4

@@ -59,6 +59,14 @@ def run(args: list[str]) -> subprocess.CompletedProcess[str]:
     return subprocess.run(args, capture_output=True, text=True, timeout=600, env=CPU_ONLY)
 
 
+def last_error(stderr: str) -> str:
+    """A failed launcher's last stderr line, its ``error:`` line (the ranks' own lines, their
+    tracebacks included, come before it)."""
+    last = stderr.strip().splitlines()[-1]
+    assert last.startswith("error: "), stderr[-3000:]
+    return last
+
+
 def test_two_ranks_write_one_adapter_and_learn_as_one_rank_does(
     tmp_path: Path, tiny_model_dir: Path, sample_train_jsonl: Path
 ) -> None:
@@ -74,7 +82,7 @@ def test_two_ranks_write_one_adapter_and_learn_as_one_rank_does(
                        "--per-device-train-batch-size", "2", "--accelerator-count", "2",
                        "--executor-input", json.dumps(executor)))  # fmt: skip
     assert done.returncode == 0, done.stderr[-3000:]
-    assert "starting 2 ranks (gloo" in done.stderr and "rank 0 of 2 joined (gloo)" in done.stderr
+    assert "starting 2 ranks (gloo" in done.stderr and "joined (gloo)" in done.stderr
 
     # one set of outputs, as one process writes them: nothing of a second rank's anywhere
     assert sorted(p.name for p in two.iterdir()) == [
@@ -173,9 +181,8 @@ def test_a_rank_that_dies_fails_the_step_with_one_line(
     _, stderr = launcher.communicate(timeout=120)
     assert time.monotonic() - killed < 60, "the other rank hung instead of stopping"
     assert launcher.returncode == 2
-    assert stderr.strip().splitlines()[-1] == (
-        "error: fine-tuning rank 1 of 2 failed: it was killed by SIGKILL"
-    )
+    last = last_error(stderr)
+    assert "rank 1 of 2 failed" in last and last.endswith("SIGKILL")
     assert sorted(p.name for p in tmp_path.iterdir()) == [folder.name], (
         "the outputs are removed; the checkpoints stay for the retry")  # fmt: skip
 
@@ -195,9 +202,8 @@ def test_a_stopped_launcher_says_so_in_one_line_and_keeps_the_checkpoints(
     launcher.send_signal(signal.SIGTERM)
     _, stderr = launcher.communicate(timeout=120)
     assert launcher.returncode == 2
-    assert stderr.strip().splitlines()[-1] == (
-        "error: fine-tuning stopped by SIGTERM, its 2 ranks with it: a retry resumes from the "
-        "last checkpoint")  # fmt: skip
+    last = last_error(stderr)
+    assert "stopped by SIGTERM" in last and "2 ranks" in last
     assert not any(Path(f"/proc/{pid}").exists() for pid in ranks)
     assert sorted(p.name for p in tmp_path.iterdir()) == [folder.name]
 
@@ -209,42 +215,39 @@ def test_a_diverged_two_rank_run_stops_every_rank_with_one_line(
                    "--per-device-train-batch-size", "2")  # fmt: skip
     done = run(args)
     assert done.returncode == 2
-    last = done.stderr.strip().splitlines()[-1]
-    assert last.startswith("error: fine-tuning rank ") and "of 2 failed: training diverged" in last
+    last = last_error(done.stderr)
+    assert "of 2 failed" in last and "training diverged" in last, "the root cause, not a lost peer"
     assert not (tmp_path / "model").exists() and not (tmp_path / "metrics").exists()
     assert not checkpoint_folder_for(tmp_path / "model", None).exists()
 
 
 @pytest.mark.parametrize(
-    ("flags", "message"),
+    ("flags", "named", "fragment"),
     [
-        (["--accelerator-count", "0"], "--accelerator-count '0': expected a whole number from"),
-        (["--accelerator-count", "2", "--quantization", "4bit"],
-         "4-bit quantisation needs a CUDA GPU"),
+        (["--accelerator-count", "0"], "--accelerator-count '0'", "from 1 to 16"),
+        (["--accelerator-count", "2", "--quantization", "4bit"], "--quantization '4bit'",
+         "needs a CUDA GPU"),
     ],
 )  # fmt: skip
 def test_bad_rank_counts_are_refused_before_any_work(
     tmp_path: Path, tiny_model_dir: Path, sample_train_jsonl: Path,
-    capsys: pytest.CaptureFixture[str], flags: list[str], message: str,
+    one_error_line: Callable[..., str], flags: list[str], named: str, fragment: str,
 ) -> None:  # fmt: skip
-    with pytest.raises(SystemExit) as exit_info:
-        main([*command(tmp_path, tiny_model_dir, sample_train_jsonl)[1:], *flags])
-    assert exit_info.value.code == 2
-    assert message in capsys.readouterr().err
+    line = one_error_line(main, *command(tmp_path, tiny_model_dir, sample_train_jsonl)[1:],
+                          *flags)  # fmt: skip
+    assert line.startswith(f"error: {named}:") and fragment in line
     assert list(tmp_path.iterdir()) == []
 
 
 def test_a_missing_launcher_is_one_line(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, one_error_line: Callable[..., str],
     tiny_model_dir: Path, sample_train_jsonl: Path,
 ) -> None:  # fmt: skip
     """A torch without torch.distributed's launcher (the boundary stood in for: the import)."""
     monkeypatch.setitem(sys.modules, "torch.distributed.elastic.multiprocessing", None)
-    with pytest.raises(SystemExit) as exit_info:
-        main([*command(tmp_path, tiny_model_dir, sample_train_jsonl)[1:],
-              "--accelerator-count", "2"])  # fmt: skip
-    assert exit_info.value.code == 2
-    assert "PyTorch's launcher (torch.distributed) is missing" in capsys.readouterr().err
+    line = one_error_line(main, *command(tmp_path, tiny_model_dir, sample_train_jsonl)[1:],
+                          "--accelerator-count", "2")  # fmt: skip
+    assert "(torch.distributed) is missing" in line
     assert list(tmp_path.iterdir()) == [], "nothing half-written"
 
 

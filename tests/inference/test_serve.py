@@ -29,7 +29,6 @@ from fake_vertex import fake_vertex, forwarding_to
 from local_servers import free_port, wait_until_serving
 
 from yoda_inference.predict import GenerationParameters, generate_answers, predict_test_set
-from yoda_step_io import StepError
 from yoda_step_io.serving import SERVING, predict_request
 
 SENTENCES = ["The Force is strong with you.", "I like green tea.", "We walked home."]
@@ -70,6 +69,16 @@ def serve_cli(
     script = Path(sys.executable).with_name("yoda-serve")
     return subprocess.run([str(script), "--quantization", "auto", "--host", "127.0.0.1", *flags],
                           env=env, capture_output=True, text=True, timeout=timeout)  # fmt: skip
+
+
+def error_line(done: subprocess.CompletedProcess[str]) -> str:
+    """The one ``error:`` line of a ``yoda-serve`` that exited 2 without a traceback (argparse's
+    usage lines may come before it)."""
+    lines = done.stderr.strip().splitlines()
+    errors = [line for line in lines if "error:" in line]
+    assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
+    assert len(errors) == 1 and lines[-1] == errors[0], done.stderr
+    return errors[0]
 
 
 @contextmanager
@@ -152,43 +161,38 @@ def test_parameters_change_the_generation(server: Served) -> None:
 
 
 @pytest.mark.parametrize(
-    ("body", "reason"),
+    ("body", "named"),
     [
-        (b"not json", "the body is not JSON"),
-        (b'{"instances": []}', "instances: List should have at least 1 item"),
-        (b'{"instances": [{"txt": "hi"}]}', "instances.0.text: Field required"),
-        (b'{"instances": [{"text": " "}]}', "instances.0.text"),
-        (b'{"instances": [{"text": 5}]}', "instances.0.text"),
-        (b'{"instances": [{"text": "\\ud800"}]}', "the body is not JSON"),  # a lone surrogate
-        (b'{"instances": [{"text": "a\xff"}]}', "the body is not JSON"),  # not UTF-8
-        (json.dumps({"instances": [{"text": "x"}] * 257}).encode(), "at most 256 items"),
+        (b"not json", ["not JSON"]),
+        (b'{"instances": []}', ["instances", "at least 1 item"]),
+        (b'{"instances": [{"txt": "hi"}]}', ["instances.0.text", "Field required"]),
+        (b'{"instances": [{"text": " "}]}', ["instances.0.text"]),
+        (b'{"instances": [{"text": 5}]}', ["instances.0.text"]),
+        (b'{"instances": [{"text": "\\ud800"}]}', ["not JSON"]),  # a lone surrogate
+        (b'{"instances": [{"text": "a\xff"}]}', ["not JSON"]),  # not UTF-8
+        (json.dumps({"instances": [{"text": "x"}] * 257}).encode(), ["instances", "at most 256"]),
         (b'{"instances": [{"text": "hi"}], "parameters": {"beams": 4}}',
-         "unknown parameter beams: use batch_size, max_new_tokens, do_sample"),
+         ["unknown parameter beams", "max_new_tokens"]),  # the known ones named
         (b'{"instances": [{"text": "hi"}], "parameters": {"max_new_tokens": 0}}',
-         "--max-new-tokens 0: expected a whole number from 1 to 2048"),
+         ["--max-new-tokens 0", "1 to 2048"]),
         (b'{"instances": [{"text": "hi"}], "parameters": {"do_sample": "yes"}}',
-         "parameters.do_sample: Input should be a valid boolean, got 'yes'"),
+         ["parameters.do_sample", "'yes'"]),
         (b'{"instances": [{"text": "hi"}], "parameters": {"max_new_tokens": 1000}}',
-         "max_new_tokens=1000 is over the server's --max-new-tokens-limit 512"),
+         ["max_new_tokens=1000", "--max-new-tokens-limit 512"]),
         (b'{"instances": [{"text": "hi"}], "parameters": {"batch_size": 100}}',
-         "batch_size=100 is over the server's --max-batch-size 16"),
+         ["batch_size=100", "--max-batch-size 16"]),
         (b'{"instances": [{"text": "hi"}], "parameters": {"do_sample": true, "temperature": NaN}}',
-         "parameters.temperature: Input should be a finite number"),
+         ["parameters.temperature", "finite number"]),
         (b'{"instances": [{"text": "hi"}], "parameters": {"top_p": 1e999}}',
-         "parameters.top_p: Input should be a finite number"),
+         ["parameters.top_p", "finite number"]),
         (json.dumps({"instances": [{"text": "word " * 60}]}).encode(),
-         "instance 0 is 18"),  # 18x tokens with the chat template: over --max-input-tokens 100
+         ["instance 0 is 18", "--max-input-tokens"]),  # 18x tokens with the chat template
     ],
 )  # fmt: skip
-def test_bad_requests_get_a_400_and_one_line(server: Served, body: bytes, reason: str) -> None:
+def test_bad_requests_get_a_400_and_one_line(server: Served, body: bytes, named: list[str]) -> None:
     status, answer = call(server.predict, body, timeout=10)  # refused before generating
-    assert status == 400
-    assert reason in answer["error"] and "\n" not in answer["error"]
-
-
-def test_nan_temperature_is_refused_by_the_parameters_check_too() -> None:
-    with pytest.raises(StepError, match="--temperature nan: expected a number > 0"):
-        GenerationParameters(do_sample=True, temperature=float("nan")).validate()
+    assert status == 400 and "\n" not in answer["error"]
+    assert all(part in answer["error"] for part in named), answer["error"]
 
 
 def test_a_1_mb_text_is_refused_at_once_and_the_server_stays_responsive(server: Served) -> None:
@@ -196,9 +200,8 @@ def test_a_1_mb_text_is_refused_at_once_and_the_server_stays_responsive(server: 
     start = time.monotonic()
     status, answer = call(server.predict, body)
     assert status == 400 and time.monotonic() - start < 2
-    assert (
-        answer["error"] == "instance 0 is 1000000 characters: over 100 tokens (--max-input-tokens)"
-    )
+    error = answer["error"]
+    assert "instance 0" in error and "1000000 characters" in error and "--max-input-tokens" in error
     assert call(f"{server.url}/health")[0] == 200
 
 
@@ -237,10 +240,8 @@ def test_a_missing_storage_uri_is_one_error_line() -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("AIP_")}
     done = subprocess.run([str(Path(sys.executable).with_name("yoda-serve"))], env=env,
                           capture_output=True, text=True, timeout=60)  # fmt: skip
-    assert done.returncode == 2
-    assert done.stderr.strip() == (
-        "error: AIP_STORAGE_URI is not set: the Model artifact's gs:// URI or folder"
-    )
+    assert error_line(done) == done.stderr.strip()  # the only line
+    assert done.stderr.startswith("error: AIP_STORAGE_URI ") and "not set" in done.stderr
 
 
 def test_a_busy_port_is_one_error_line_before_the_model_loads(tuned_model_dir: Path) -> None:
@@ -252,73 +253,57 @@ def test_a_busy_port_is_one_error_line_before_the_model_loads(tuned_model_dir: P
         start = time.monotonic()
         done = serve_cli(env)
         seconds = time.monotonic() - start
-    assert done.returncode == 2
-    assert done.stderr.strip().splitlines()[-1] == (
-        f"error: cannot listen on 127.0.0.1:{port}: Address already in use"
-    )
+    line = error_line(done)
+    assert line.startswith("error: ") and f"127.0.0.1:{port}" in line and "already in use" in line
     assert "loading" not in done.stderr and "loaded" not in done.stderr and seconds < 30
 
 
 @pytest.mark.parametrize(
-    ("variables", "error"),
-    [({"AIP_HTTP_PORT": port}, f"error: AIP_HTTP_PORT={port!r} is not a port number (1-65535)")
+    ("variables", "named"),
+    [({"AIP_HTTP_PORT": port}, f"error: AIP_HTTP_PORT={port!r} is not a port")
      for port in ["http", "99999", "65536", "0", "-1"]]
-    + [({"AIP_PREDICT_ROUTE": "predict"},
-        "error: AIP_PREDICT_ROUTE='predict' is not a route: a path such as /predict"),
-       ({"AIP_HEALTH_ROUTE": "/he alth"},
-        "error: AIP_HEALTH_ROUTE='/he alth' is not a route: a path such as /health")],
+    + [({"AIP_PREDICT_ROUTE": "predict"}, "error: AIP_PREDICT_ROUTE='predict' is not a route"),
+       ({"AIP_HEALTH_ROUTE": "/he alth"}, "error: AIP_HEALTH_ROUTE='/he alth' is not a route")],
 )  # fmt: skip
 def test_a_bad_environment_is_one_error_line(
-    tuned_model_dir: Path, variables: dict[str, str], error: str
+    tuned_model_dir: Path, variables: dict[str, str], named: str
 ) -> None:
     env = {**os.environ, **SERVING.container_environment(str(tuned_model_dir), free_port()),
            **variables}  # fmt: skip
     done = serve_cli(env, timeout=60)
-    assert (done.returncode, done.stderr.strip()) == (2, error)
+    assert error_line(done) == done.stderr.strip() and done.stderr.startswith(named)
 
 
 @pytest.mark.parametrize(
-    ("flags", "variables", "error"),
-    [(["--max-new-tokens", "600"], {},
-      "error: the request defaults: max_new_tokens=600 is over the server's "
-      "--max-new-tokens-limit 512"),
-     (["--max-new-tokens", "0"], {},
-      "error: --max-new-tokens 0: expected a whole number from 1 to 2048"),
-     (["--max-queue", "many"], {},
-      "yoda-serve: error: argument --max-queue: expected a whole number >= 0 (--max-queue or "
-      "$YODA_SERVE_MAX_QUEUE), got 'many'"),
+    ("flags", "variables", "named"),
+    [(["--max-new-tokens", "600"], {}, ["max_new_tokens=600", "--max-new-tokens-limit 512"]),
+     (["--max-new-tokens", "0"], {}, ["--max-new-tokens 0"]),
+     (["--max-queue", "many"], {}, ["--max-queue", "got 'many'"]),
      ([], {"YODA_SERVE_READ_TIMEOUT_S": "nan"},
-      "yoda-serve: error: argument --read-timeout-s: expected seconds > 0 (--read-timeout-s or "
-      "$YODA_SERVE_READ_TIMEOUT_S), got 'nan'"),
+      ["--read-timeout-s", "$YODA_SERVE_READ_TIMEOUT_S", "got 'nan'"]),
      ([], {"YODA_SERVE_MAX_BATCH_DELAY_MS": "-1"},
-      "yoda-serve: error: argument --max-batch-delay-ms: expected milliseconds >= 0 "
-      "(--max-batch-delay-ms or $YODA_SERVE_MAX_BATCH_DELAY_MS), got '-1'"),
+      ["--max-batch-delay-ms", "$YODA_SERVE_MAX_BATCH_DELAY_MS", "got '-1'"]),
      ([], {"YODA_SERVE_MAX_BATCH_SIZE": "0"},
-      "yoda-serve: error: argument --max-batch-size: expected a whole number >= 1 "
-      "(--max-batch-size or $YODA_SERVE_MAX_BATCH_SIZE), got '0'"),
-     (["--max-body-bytes", "0"], {},
-      "yoda-serve: error: argument --max-body-bytes: expected a whole number >= 1 "
-      "(--max-body-bytes or $YODA_SERVE_MAX_BODY_BYTES), got '0'")],
+      ["--max-batch-size", "$YODA_SERVE_MAX_BATCH_SIZE", "got '0'"]),
+     (["--max-body-bytes", "0"], {}, ["--max-body-bytes", "got '0'"])],
 )  # fmt: skip
 def test_bad_limits_are_one_error_line_before_the_model_loads(
-    tuned_model_dir: Path, flags: list[str], variables: dict[str, str], error: str
+    tuned_model_dir: Path, flags: list[str], variables: dict[str, str], named: list[str]
 ) -> None:
     env = {**os.environ, **SERVING.container_environment(str(tuned_model_dir), free_port()),
            **variables}  # fmt: skip
     done = serve_cli(env, *flags, timeout=60)
-    assert done.returncode == 2 and done.stderr.strip().splitlines()[-1] == error
+    line = error_line(done)
+    assert all(part in line for part in named), line
     assert "loading" not in done.stderr
 
 
 @pytest.mark.slow  # a server process of its own
 def test_limits_over_the_models_context_are_one_error_line(tuned_model_dir: Path) -> None:
     env = {**os.environ, **SERVING.container_environment(str(tuned_model_dir), free_port())}
-    done = serve_cli(env, "--max-input-tokens", "4000")
-    assert done.returncode == 2
-    assert done.stderr.strip().splitlines()[-1] == (
-        "error: --max-input-tokens 4000 + --max-new-tokens-limit 512 = 4512 tokens: over the "
-        "model's context of 4096 (max_position_embeddings)"
-    )
+    line = error_line(serve_cli(env, "--max-input-tokens", "4000"))
+    assert "--max-input-tokens 4000" in line and "--max-new-tokens-limit 512" in line
+    assert "4512 tokens" in line and "context of 4096" in line
 
 
 @pytest.mark.slow  # a server process of its own
@@ -327,11 +312,8 @@ def test_a_truncated_adapter_is_one_error_line(tuned_model_dir: Path, tmp_path: 
     weights = model / "adapter_model.safetensors"
     weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])
     env = {**os.environ, **SERVING.container_environment(str(model), free_port())}
-    done = serve_cli(env)
-    assert done.returncode == 2, done.stderr
-    last = done.stderr.strip().splitlines()[-1]
-    assert last.startswith(f"error: cannot load the LoRA adapter in {model}")
-    assert "Traceback" not in done.stderr
+    line = error_line(serve_cli(env))
+    assert str(model) in line and "LoRA adapter" in line
 
 
 @pytest.fixture(scope="module")

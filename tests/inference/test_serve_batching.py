@@ -179,8 +179,9 @@ def test_a_failed_generation_is_a_500_in_one_line_and_the_server_goes_on(
             failed = post(url, ["Hi."])
         model.failure = None
         assert post(url, ["Hi."])[:2] == (200, ["Hi./8"])
-    assert failed[:2] == (500, "internal error: RuntimeError: CUDA out of memory. Tried to "
-                               "allocate 2.00 GiB")  # fmt: skip
+    status, error, _ = failed
+    assert status == 500 and error.startswith("internal error: RuntimeError: ")
+    assert "CUDA out of memory" in error and "2.00 GiB" in error and "\n" not in error
     (record,) = [r for r in caplog.records if r.getMessage() == "POST /predict failed"]
     assert record.exc_info is not None
 
@@ -250,9 +251,11 @@ def test_routes_and_methods_are_404_and_405_naming_what_is_allowed() -> None:
         if path in ("/predict", "/health"):
             expected = "POST" if path == "/predict" else "GET, HEAD"
             assert (status, allowed) == (405, expected), (method, path)
-            assert error in ("", f"{method} is not allowed on {path}: use {expected}")
+            if method != "HEAD":  # a HEAD answer has no body
+                assert method in error and path in error and expected in error, error
         else:
-            assert (status, error) == (404, f"no route {path}: GET /health or POST /predict")
+            assert status == 404 and path in error, (method, path)
+            assert "GET /health" in error and "POST /predict" in error, error
 
 
 def test_forty_stalled_clients_do_not_hold_the_server() -> None:
@@ -303,5 +306,5 @@ def test_a_request_not_whole_within_the_read_timeout_is_dropped() -> None:
         assert post(url, ["still up"])[0] == 200
     assert trickled < 3
     assert (status, b"connection: close" in head) == (408, True)
-    assert answer["error"] == "the request did not arrive whole within 1 s (--read-timeout-s)"
+    assert "within 1 s" in answer["error"] and "--read-timeout-s" in answer["error"]
     assert closed == b""

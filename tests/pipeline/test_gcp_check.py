@@ -87,10 +87,8 @@ def test_everything_in_place(
 def test_missing_pieces_are_named(settings: PipelineSettings) -> None:
     with google_apis(disabled={"aiplatform.googleapis.com"}, t4_limit=0) as api:
         results = run(settings.model_copy(update={"bucket": "no-such-bucket-here"}), api.url)
-    assert results["APIs"] == (
-        False,
-        "enable them: gcloud services enable aiplatform.googleapis.com",
-    )
+    ok, detail = results["APIs"]
+    assert not ok and detail.endswith(": gcloud services enable aiplatform.googleapis.com")
     assert (
         not results["bucket"][0]
         and "gs://no-such-bucket-here does not exist" in results["bucket"][1]
@@ -150,10 +148,7 @@ def test_a_server_that_never_stops_paging_is_cut_off(settings: PipelineSettings)
     with fake_google_api(respond) as api:
         ok, detail = run(settings, api.url)["GPU quota"]
         asked = quota_requests(api)
-    assert not ok
-    assert detail == (
-        f"cannot read Vertex AI quotas: still a next page after {MAX_QUOTA_PAGES} pages"
-    )
+    assert not ok and f"after {MAX_QUOTA_PAGES} pages" in detail, detail
     assert len(asked) == MAX_QUOTA_PAGES
 
 

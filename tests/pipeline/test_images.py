@@ -1,6 +1,7 @@
 """The step images, checked without Docker: hadolint, the Dockerfiles' shape, .dockerignore, the
 exported requirements (no drift from uv.lock), and each image's install recipe replayed in a clean
-virtual environment followed by a run of its console script."""
+virtual environment followed by a run of its console script; and the image lock
+(yoda_pipeline.images): a digest per step and the base each image was built on."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from yoda_pipeline.images import ImageLockError, load_image_lock
+from yoda_pipeline.settings import LOCAL_IMAGE_LOCK
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 STEPS = ("data_transformation", "fine_tuning", "inference", "evaluation", "registry")
@@ -359,13 +361,30 @@ def test_lock_records_each_images_base(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     ("bases", "message"),
-    [({"fine_tuning": f"pytorch/pytorch@{DIGEST}"}, "must name the base of every step"),
+    [({"fine_tuning": f"pytorch/pytorch@{DIGEST}"}, "base of every step"),
      (dict.fromkeys(STEPS, "python:3.11.14-slim-bookworm"), "expected NAME:TAG@sha256"),
-     (dict.fromkeys(STEPS, f"local stand-in {DIGEST} for python:3.11"),
-      "built on a local stand-in base: it belongs on a registry on 127.0.0.1 only")],
+     (dict.fromkeys(STEPS, f"local stand-in {DIGEST} for python:3.11"), "local stand-in base")],
 )  # fmt: skip
 def test_lock_refuses_unrecorded_or_stand_in_bases(
     tmp_path: Path, bases: object, message: str
 ) -> None:
     with pytest.raises(ImageLockError, match=message):
         load_image_lock(lock_file(tmp_path, bases))
+
+
+def test_a_registry_port_is_not_a_tag(tmp_path: Path) -> None:
+    lock = load_image_lock(lock_file(tmp_path, None, "localhost:5000/yoda"))
+    assert lock.image("data_transformation") == f"localhost:5000/yoda/data-transformation@{DIGEST}"
+
+
+def test_lock_missing_step_or_file(tmp_path: Path) -> None:
+    path = tmp_path / "lock.json"
+    path.write_text("{}")
+    with pytest.raises(ImageLockError, match=r"no image for step.*data_transformation"):
+        load_image_lock(path)
+    with pytest.raises(ImageLockError, match=re.escape(f"{tmp_path / 'absent.json'} not found")):
+        load_image_lock(tmp_path / "absent.json")
+
+
+def test_committed_local_lock_is_valid() -> None:
+    assert set(load_image_lock(REPO_ROOT / LOCAL_IMAGE_LOCK).images) == set(STEPS)

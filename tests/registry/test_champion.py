@@ -49,10 +49,10 @@ def test_a_non_finite_loss_never_wins(tmp_path: Path) -> None:
 def test_no_finished_recipe_is_one_line_naming_each_reason(tmp_path: Path) -> None:
     with pytest.raises(StepError) as error:
         table([outcome(tmp_path, {"lora_r": 4}, None), outcome(tmp_path, {"lora_r": 8}, None)])
-    assert str(error.value) == (
-        'no recipe of the sweep finished: recipe 1 {"lora_r": 4}: training diverged; '
-        'recipe 2 {"lora_r": 8}: training diverged'
-    )
+    message = str(error.value)
+    assert "no recipe" in message and "finished" in message and "\n" not in message
+    assert 'recipe 1 {"lora_r": 4}: training diverged' in message
+    assert 'recipe 2 {"lora_r": 8}: training diverged' in message
 
 
 def test_the_step_copies_the_champions_model_and_writes_the_table(tmp_path: Path) -> None:
@@ -72,10 +72,10 @@ def test_the_step_copies_the_champions_model_and_writes_the_table(tmp_path: Path
 @pytest.mark.parametrize(
     ("sweep", "more", "said"),
     [
-        ('[{"lora_r": 8}, {"lora_r": 8.0}]', [], 'the recipe {"lora_r": 8} is given twice'),
-        ("[{}, {}]", [], "the recipe {} is given twice"),
-        ("[1]", [], "expected a JSON list of objects"),
-        ("[]", [], "expected a JSON list of objects"),
+        ('[{"lora_r": 8}, {"lora_r": 8.0}]', [], '{"lora_r": 8} is given twice'),
+        ("[{}, {}]", [], "{} is given twice"),
+        ("[1]", [], "JSON list of objects"),
+        ("[]", [], "JSON list of objects"),
         ('[{"a": 1}, {"a": 2}, {"a": 3}]', ["--max-recipes", "2"], "3 recipes: at most 2"),
     ],
 )

@@ -1,6 +1,6 @@
-"""The quality gate, the Model Registry (champion/challenger versions, the evaluation attached)
-and the online endpoint, with the real google-cloud-aiplatform client against the local Vertex
-AI stand-in (tests/fake_vertex.py)."""
+"""Registration (yoda_registry.register, `yoda-register`): the Model Registry's champion/challenger
+versions with the evaluation attached, and a retry that never registers twice, with the real
+google-cloud-aiplatform client against the local Vertex AI stand-in (tests/fake_vertex.py)."""
 
 from __future__ import annotations
 
@@ -10,12 +10,7 @@ from typing import Any
 
 import pytest
 from fake_vertex import fake_vertex
-from google.cloud.aiplatform_v1 import AcceleratorType
 
-from yoda_pipeline.cli import main as pipeline_main
-from yoda_pipeline.settings import PipelineSettings
-from yoda_registry.gate import Thresholds, decide
-from yoda_registry.gate import main as gate_main
 from yoda_registry.model_evaluation import SCHEMA_URI, version_description
 from yoda_registry.register import (
     artifact_label,
@@ -32,63 +27,6 @@ from yoda_step_io.vertex import ENDPOINT_VARIABLE
 IMAGE = "europe-west4-docker.pkg.dev/yoda-project/yoda/yoda-inference@sha256:" + "ab" * 32
 GOOD = {"rouge_l_mean": 0.8, "base_rouge_l_mean": 0.55, "echo_rouge_l_mean": 0.6,
         "rouge_l_uplift_vs_base": 0.25, "rouge_l_uplift_vs_echo": 0.2, "samples": 72.0}  # fmt: skip
-
-
-def test_the_gate_passes_a_model_that_beats_both_baselines_and_the_floor() -> None:
-    decision = decide(GOOD, Thresholds())
-    assert decision.passed and decision.score == 0.8
-    assert decision.reasons == ["rouge_l 0.800 >= floor 0.500",
-                                "uplift vs base +0.250 >= margin +0.050",
-                                "uplift vs echo +0.200 >= margin +0.050"]  # fmt: skip
-
-
-@pytest.mark.parametrize(
-    ("changes", "reason"),
-    [
-        ({"rouge_l_mean": 0.4}, "rouge_l 0.400 < floor 0.500"),
-        ({"rouge_l_uplift_vs_base": 0.01}, "uplift vs base +0.010 < margin +0.050"),
-        ({"rouge_l_uplift_vs_echo": -0.02}, "uplift vs echo -0.020 < margin +0.050"),
-    ],
-)
-def test_the_gate_refuses_with_the_reason(changes: dict[str, float], reason: str) -> None:
-    decision = decide({**GOOD, **changes}, Thresholds())
-    assert not decision.passed and reason in decision.reasons
-
-
-def test_the_gate_says_what_it_could_not_compare() -> None:
-    without_base = {k: v for k, v in GOOD.items() if "base" not in k}
-    decision = decide(without_base, Thresholds())
-    assert decision.passed and "no base baseline scored: not compared" in decision.reasons
-    with pytest.raises(StepError, match="no bleu_mean: gate on one of rouge_l"):
-        decide(GOOD, Thresholds(metric="bleu"))
-
-
-def test_pipeline_gate_defaults_match_the_step() -> None:
-    """The compiled pipeline's gate (settings) and `yoda-gate` run by hand must not drift."""
-    settings, thresholds = PipelineSettings(), Thresholds()
-    assert (settings.gate_metric, settings.gate_min_uplift_vs_base,
-            settings.gate_min_uplift_vs_echo, settings.gate_min_score) == (
-        thresholds.metric, thresholds.min_uplift_vs_base, thresholds.min_uplift_vs_echo,
-        thresholds.min_score)  # fmt: skip
-
-
-def test_gate_cli_writes_the_decision_and_the_condition(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    (tmp_path / "metrics").mkdir()
-    (tmp_path / "metrics" / "metrics.json").write_text(json.dumps(GOOD))
-    gate_main(["--evaluation-metrics", str(tmp_path / "metrics"), "--min-score", "0.9",
-               "--decision-output", str(tmp_path / "decision"),
-               "--passed-output", str(tmp_path / "passed")])  # fmt: skip
-    assert json.loads((tmp_path / "passed").read_text()) is False
-    decision = json.loads((tmp_path / "decision" / "decision.json").read_text())
-    assert decision["passed"] is False and decision["reasons"].startswith("rouge_l 0.800 < floor")
-    with pytest.raises(SystemExit) as exit_info:
-        gate_main(["--evaluation-metrics", str(tmp_path / "none"), "--decision-output",
-                   str(tmp_path / "d2"), "--passed-output", str(tmp_path / "p2")])  # fmt: skip
-    assert exit_info.value.code == 2
-    assert "the evaluation's metrics" in capsys.readouterr().err
-    assert not (tmp_path / "d2").exists() and not (tmp_path / "p2").exists()
 
 
 def test_labels_and_champion_challenger_rules() -> None:
@@ -173,10 +111,8 @@ def test_a_refused_import_fails_the_step_and_the_retry_imports_it_without_a_new_
             run_register_step(tmp_path)
         assert exit_info.value.code == 2
         (line,) = [x for x in capsys.readouterr().err.splitlines() if x.startswith("error:")]
-        assert line == (
-            "error: projects/yoda-project/locations/europe-west4/models/1001@1 is registered "
-            "without its evaluation, the import failed (400 Invalid Metrics Format): a rerun of "
-            "this step imports it, without uploading again")  # fmt: skip
+        assert "projects/yoda-project/locations/europe-west4/models/1001@1" in line
+        assert "without its evaluation" in line and "(400 Invalid Metrics Format)" in line
         assert state.evaluations == []
         retried = run_register_step(tmp_path)
         again = run_register_step(tmp_path)
@@ -202,8 +138,8 @@ def test_a_failed_look_up_of_the_evaluations_is_one_line(
             run_register_step(tmp_path)
     assert exit_info.value.code == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert err[-1].startswith("error: registering the model: Vertex AI answered 500")
-    assert f"YODA_VERTEX_API_ENDPOINT='{api.url}'" in err[-1]
+    assert [line for line in err if line.startswith("error:")] == err[-1:]
+    assert "answered 500" in err[-1] and f"YODA_VERTEX_API_ENDPOINT='{api.url}'" in err[-1]
     assert not any(line.startswith("Traceback") for line in err)
 
 
@@ -269,69 +205,6 @@ def test_the_offline_placeholder_image_never_reaches_google() -> None:
                        display_name="yoda-phi3", metric="rouge_l", run_name="r",
                        serving_image="localhost/yoda/inference@sha256:" + "0" * 64,
                        endpoint="https://europe-west4-aiplatform.googleapis.com")  # fmt: skip
-
-
-@pytest.fixture
-def endpoint_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    monkeypatch.chdir(tmp_path)  # no .env here
-    monkeypatch.setenv("YODA_PROJECT_ID", "yoda-project")
-    monkeypatch.setenv("YODA_REGION", "europe-west4")
-
-
-def test_deploy_ask_and_undeploy_the_default_version(
-    endpoint_env: None, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-) -> None:
-    with fake_vertex() as (api, state):
-        monkeypatch.setenv("YODA_VERTEX_API_ENDPOINT", api.url)
-        register(api.url, 0.80, "run-1")
-        pipeline_main(["deploy"])
-        out = capsys.readouterr().out
-        assert "about 0.62 USD per hour while deployed" in out.splitlines()[0]
-        (endpoint,) = state.endpoints.values()
-        assert endpoint["displayName"] == "yoda-phi3-endpoint"
-        (deploy_request,) = [r for r in api.requests if r.path.endswith(":deployModel")]
-        deployed = deploy_request.body["deployedModel"]
-        assert deployed["model"].endswith("/models/1001@1")
-        machine = deployed["dedicatedResources"]["machineSpec"]
-        accelerator = AcceleratorType(machine.pop("acceleratorType")).name  # sent as a number
-        assert (machine, accelerator) == (
-            {"machineType": "n1-standard-4", "acceleratorCount": 1}, "NVIDIA_TESLA_T4")  # fmt: skip
-        register(api.url, 0.90, "run-2")
-        pipeline_main(["deploy"])  # the same endpoint, the new default, the old one undeployed
-        assert len(state.endpoints) == 1 and len(endpoint["deployedModels"]) == 1
-        assert endpoint["deployedModels"][0]["model"].endswith("@2")
-        capsys.readouterr()
-        pipeline_main(["ask-endpoint", "The Force is strong.", "Hi."])
-        assert capsys.readouterr().out == (
-            "> The Force is strong.\nanswer to The Force is strong.\n\n> Hi.\nanswer to Hi.\n\n"
-        )
-        (predict,) = [r for r in api.requests if r.path.endswith(":predict")]
-        assert predict.body["instances"] == [{"text": "The Force is strong."}, {"text": "Hi."}]
-        pipeline_main(["undeploy"])
-        assert state.endpoints == {}
-
-
-def test_endpoint_commands_say_what_is_missing(
-    endpoint_env: None, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-) -> None:
-    with fake_vertex() as (api, _):
-        monkeypatch.setenv("YODA_VERTEX_API_ENDPOINT", api.url)
-        for command, message in ((["deploy"], "no model 'yoda-phi3' in the Model Registry"),
-                                 (["ask-endpoint", "Hi."], "no endpoint 'yoda-phi3-endpoint'"),
-                                 (["undeploy"], "no endpoint 'yoda-phi3-endpoint'")):  # fmt: skip
-            with pytest.raises(SystemExit) as exit_info:
-                pipeline_main(command)
-            assert exit_info.value.code == 2
-            assert message in capsys.readouterr().err
-        # a region the Vertex AI client does not know (its own list): one line, before any call
-        monkeypatch.setenv("YODA_REGION", "europe-west99")
-        calls = len(api.requests)
-        with pytest.raises(SystemExit):
-            pipeline_main(["deploy"])
-        (line,) = capsys.readouterr().err.strip().splitlines()
-        assert line.startswith("error: YODA_REGION='europe-west99' is not a Vertex AI region")
-        assert "(in that area: europe-central2, " in line and len(api.requests) == calls
-    assert PipelineSettings(region="europe-west4").registry_model_name == "yoda-phi3"
 
 
 def test_an_offline_run_passes_the_gate_without_registering(

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -39,17 +40,18 @@ def quick(monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.mark.parametrize(
     ("template", "said"),
     [
-        (NESTED_LOOPS, "ran over 0.5 s for one conversation"),
-        (FLOOD, "renders 2000000 characters for 20 characters of messages"),
-        (RAISES, "fails (TemplateError: no system messages here)"),
+        (NESTED_LOOPS, "over 0.5 s"),
+        (FLOOD, "2000000 characters"),
+        (RAISES, "TemplateError: no system messages here"),  # the template's own words
     ],
 )
 def test_a_bad_template_is_one_line_naming_it(tokenizer: Any, template: str, said: str) -> None:
     tokenizer.chat_template = template
     with pytest.raises(TemplateError) as error:
         render_chat(tokenizer, USER)
-    assert str(error.value).startswith(f"the chat template of {tokenizer.name_or_path} ")
-    assert said in str(error.value) and "\n" not in str(error.value)
+    message = str(error.value)
+    assert message.startswith("the chat template of ") and tokenizer.name_or_path in message
+    assert said in message and "\n" not in message
 
 
 def test_a_good_template_renders_as_the_tokenizer_does(
@@ -65,7 +67,7 @@ def test_a_good_template_renders_as_the_tokenizer_does(
 @pytest.mark.usefixtures("quick")
 def test_fine_tuning_with_a_hanging_template_stops_with_one_line(
     tiny_model_dir: Path, sample_train_jsonl: Path, tmp_path: Path,
-    capsys: pytest.CaptureFixture[str],
+    one_error_line: Callable[..., str],
 ) -> None:  # fmt: skip
     model = tmp_path / "base"
     shutil.copytree(tiny_model_dir, model)
@@ -73,12 +75,10 @@ def test_fine_tuning_with_a_hanging_template_stops_with_one_line(
     (model / "tokenizer_config.json").write_text(
         json.dumps({**config, "chat_template": NESTED_LOOPS})
     )
-    with pytest.raises(SystemExit) as exit_info:
-        fine_tuning_main(["--train-dataset", str(sample_train_jsonl), "--base-model", str(model),
+    line = one_error_line(fine_tuning_main, "--train-dataset", str(sample_train_jsonl),
+                          "--base-model", str(model),
                           "--model-output", str(tmp_path / "out" / "model"),
                           "--metrics-output", str(tmp_path / "out" / "metrics"),
-                          "--quantization", "auto", "--max-steps", "1"])  # fmt: skip
-    assert exit_info.value.code == 2
-    errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
-    assert len(errors) == 1 and "ran over 0.5 s" in errors[0]
+                          "--quantization", "auto", "--max-steps", "1")  # fmt: skip
+    assert str(model) in line and "over 0.5 s" in line
     assert not (tmp_path / "out").exists() or list((tmp_path / "out").iterdir()) == []

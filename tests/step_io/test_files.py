@@ -56,7 +56,7 @@ def test_the_data_step_refuses_a_users_folder(
     line = one_error_line(main, "--raw-data-uri", str(sample_csv),
                           "--train-output", str(tmp_path / spelling),
                           "--test-output", str(tmp_path / "test.jsonl"))  # fmt: skip
-    assert "already exists and is not written by this step" in line
+    assert str(tmp_path / "victim") in line and "already exists" in line
     assert intact(tmp_path / "victim") and not (tmp_path / "test.jsonl").exists()
 
 
@@ -141,17 +141,20 @@ def test_a_retry_replaces_what_its_killed_attempt_left(tmp_path: Path) -> None:
 
 
 def test_a_failure_removes_exactly_what_the_step_created(tmp_path: Path) -> None:
-    """An empty folder that was there (KFP may make it) is left as it was; a user's file beside
-    the output is never touched."""
+    """Nothing half-written is left; an empty folder that was there (KFP may make it) is left as
+    it was, and a user's file beside the outputs is never touched."""
     (tmp_path / "model").mkdir()
     (tmp_path / "beside.txt").write_text("mine")
-    with pytest.raises(RuntimeError), outputs_in_place(tmp_path / "model", tmp_path / "m.json"):
-        (tmp_path / "model").mkdir()  # the block starts with no output in place
-        (tmp_path / "model" / "weights").write_text("half")
-        (tmp_path / "m.json").write_text("{")
+    outputs = (tmp_path / "model", tmp_path / "m.json", tmp_path / "nested" / "adapter")
+    with pytest.raises(RuntimeError), outputs_in_place(*outputs) as (model, metrics, adapter):
+        model.mkdir()  # the block starts with no output in place
+        (model / "weights").write_text("half")
+        metrics.write_text("{")
+        adapter.mkdir()  # a folder output that was not there before
+        (adapter / "weights").write_text("half")
         raise RuntimeError("boom")
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["beside.txt", "model"]
-    assert list((tmp_path / "model").iterdir()) == []
+    left = sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*"))
+    assert left == ["beside.txt", "model", "nested"]
 
 
 def test_outputs_in_place_refuse_what_is_not_theirs_before_the_block(tmp_path: Path) -> None:
@@ -188,16 +191,6 @@ def test_outputs_in_place_replace_a_rerun_and_keep_what_succeeded(tmp_path: Path
         "a.txt",
         "model",
     ]
-
-
-def test_outputs_in_place_leave_nothing_on_error(tmp_path: Path) -> None:
-    first, second = tmp_path / "train.jsonl", tmp_path / "nested" / "model"
-    with pytest.raises(RuntimeError), outputs_in_place(first, second) as (a, b):
-        a.write_text("half")
-        b.mkdir()
-        (b / "weights").write_text("half")
-        raise RuntimeError("boom")
-    assert [p.name for p in tmp_path.rglob("*")] == ["nested"]
 
 
 def test_outputs_in_place_refuse_a_missing_output(tmp_path: Path) -> None:

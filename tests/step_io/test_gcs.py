@@ -1,47 +1,50 @@
-"""Reading the raw data from gs:// with the real google-cloud-storage client and fake-gcs-server."""
+"""gs:// with the real google-cloud-storage client and the GCS emulator (fake-gcs-server):
+downloads stay inside their folder. Every object name under a ``gs://`` prefix is resolved under
+the target before anything is written; a name that is absolute, has ``..``, ``.`` or empty parts,
+or resolves outside is refused with one line naming the object."""
 
 from __future__ import annotations
 
-import json
+import re
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from yoda_data_transformation import transform
 from yoda_step_io import StepError
-
-
-@pytest.fixture
-def raw_blob(gcs: Any, sample_csv: Path) -> str:
-    bucket = gcs.bucket("yoda-raw")
-    if not bucket.exists():
-        gcs.create_bucket("yoda-raw")
-    bucket.blob("data/sentences.csv").upload_from_filename(str(sample_csv))
-    return "gs://yoda-raw/data/sentences.csv"
-
-
-def test_transform_reads_gs_uri(raw_blob: str, tmp_path: Path, sample_csv: Path) -> None:
-    result = transform(raw_blob, tmp_path / "train", tmp_path / "test")
-    local = transform(str(sample_csv), tmp_path / "local_train", tmp_path / "local_test")
-    assert result.source == raw_blob
-    assert (tmp_path / "train").read_bytes() == (tmp_path / "local_train").read_bytes()
-    assert (tmp_path / "test").read_bytes() == (tmp_path / "local_test").read_bytes()
-    assert result.train_rows == local.train_rows == 43
-    first = json.loads((tmp_path / "train").read_text().splitlines()[0])
-    assert first["messages"][1]["role"] == "assistant"
+from yoda_step_io.gcs import download_prefix, safe_relative
 
 
 @pytest.mark.parametrize(
-    ("uri", "message"),
+    "evil",
     [
-        ("gs://yoda-raw/data/missing.csv", "cannot read gs://yoda-raw/data/missing.csv: no such"),
-        ("gs://no-such-bucket/sentences.csv", "cannot read gs://no-such-bucket/sentences.csv"),
+        "model//{outside}/escaped.txt",  # an absolute path after the prefix
+        "model/../../../../../../../..{outside}/escaped.txt",
+        "model/sub/../../{rel_outside}/escaped.txt",
+        "model/./escaped.txt",
     ],
 )
-def test_missing_gcs_object_is_a_clear_error(
-    raw_blob: str, tmp_path: Path, uri: str, message: str
+def test_an_object_that_would_land_outside_is_refused(
+    bucket: Any, tmp_path: Path, evil: str
 ) -> None:
-    with pytest.raises(StepError, match=message):
-        transform(uri, tmp_path / "train", tmp_path / "test")
-    assert list(tmp_path.iterdir()) == []
+    outside = tmp_path / "outside"
+    name = evil.format(outside=outside, rel_outside="../outside")
+    bucket.blob("model/adapter_config.json").upload_from_string(b"{}")
+    bucket.blob(name).upload_from_string(b"pwned")
+    names = [blob.name for blob in bucket.list_blobs(prefix="model/")]
+    assert name in names, f"the emulator renamed the object: {names}"
+    target = tmp_path / "target" / "model"
+    with pytest.raises(StepError, match="refusing object") as error:
+        download_prefix(f"gs://{bucket.name}/model", target)
+    assert repr(name) in str(error.value) and "\n" not in str(error.value)
+    assert not target.exists(), "nothing is written before every name is checked"
+    assert not list(tmp_path.rglob("escaped.txt"))
+
+
+def test_a_symlink_in_the_target_cannot_lead_out(tmp_path: Path) -> None:
+    target = tmp_path / "target"
+    target.mkdir()
+    (target / "link").symlink_to(tmp_path)
+    with pytest.raises(StepError, match=re.escape("refusing object 'm/link/x'")):
+        safe_relative("m/link/x", "m/", target)
+    assert safe_relative("m/a/b.txt", "m/", target) == Path("a/b.txt")

@@ -3,7 +3,7 @@ help, and the step flags it goes to. The settings (``YODA_<NAME>``, ``--set name
 compiled signature and each container component's inputs and flags are derived from these rows
 (:mod:`.signatures`), and so is ``docs/parameters.md``. What a value may be is the step's to
 say: its own flag checks it, and the pre-flight (:mod:`.preflight`) runs every task's arguments
-through them before anything runs. ``tests/pipeline/test_wiring.py`` checks each default against
+through them before anything runs. ``tests/pipeline/test_pipeline.py`` checks each default against
 the step's. Adding a parameter is one row here plus its flag in the step. A ``compiled`` row is
 fixed when the pipeline is compiled (a constant of the task, not a run parameter of the Vertex
 AI console). A step flag the pipeline does not set is in :data:`FIXED`, with the reason.

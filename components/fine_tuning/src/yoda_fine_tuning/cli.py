@@ -21,8 +21,8 @@ from pathlib import Path
 
 from yoda_fine_tuning.architecture import check_target_names
 from yoda_fine_tuning.checkpoints import checkpoint_folder_for
+from yoda_fine_tuning.configs import plan_run
 from yoda_fine_tuning.hyperparams import HyperParameters
-from yoda_fine_tuning.plan import plan_run
 from yoda_fine_tuning.run import RECIPE, hyperparameters, named_by_recipe, run
 from yoda_step_io import (
     BadValueError,

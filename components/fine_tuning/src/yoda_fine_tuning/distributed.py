@@ -29,7 +29,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from yoda_fine_tuning.guards import RecipeError
+from yoda_fine_tuning.callbacks import RecipeError
 from yoda_step_io import BadValueError, StepError
 
 logger = logging.getLogger(__name__)

@@ -12,9 +12,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from yoda_fine_tuning.architecture import choose_pad_token, resolve_target_modules
-from yoda_fine_tuning.configs import build_lora_config
+from yoda_fine_tuning.configs import RunPlan, build_lora_config
 from yoda_fine_tuning.hyperparams import HyperParameters
-from yoda_fine_tuning.plan import RunPlan
 from yoda_step_io import StepError
 from yoda_step_io.chat import end_of_turn_token
 from yoda_step_io.conversations import Conversation

@@ -8,8 +8,8 @@ import resource
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from yoda_fine_tuning.configs import RunPlan
 from yoda_fine_tuning.hyperparams import HyperParameters
-from yoda_fine_tuning.plan import RunPlan
 from yoda_step_io.contract import (
     HYPERPARAMETERS_FILE,
     LOG_HISTORY_FILE,

@@ -18,9 +18,9 @@ from pathlib import Path
 from typing import Any
 
 from yoda_fine_tuning import distributed
-from yoda_fine_tuning.guards import RecipeError
+from yoda_fine_tuning.callbacks import RecipeError
+from yoda_fine_tuning.configs import plan_run
 from yoda_fine_tuning.hyperparams import HyperParameters
-from yoda_fine_tuning.plan import plan_run
 from yoda_fine_tuning.train import fine_tune
 from yoda_step_io import BadValueError, Metadata
 from yoda_step_io.files import local_inputs, outputs_in_place, write_text_atomic

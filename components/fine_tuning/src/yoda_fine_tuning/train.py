@@ -2,8 +2,8 @@
 
 The adapter (never merged into a 4-bit base), the tokenizer and the hyper-parameters go to the
 Model artifact; TensorBoard event files and a ``metrics.json`` go under the Metrics artifact.
-What the run does on this machine is planned in plan.py, told to peft and trl in configs.py, and
-loaded in loading.py.
+What the run does on this machine is planned and told to peft and trl in configs.py, loaded in
+loading.py, watched by the callbacks of callbacks.py, and written by outputs.py.
 """
 
 from __future__ import annotations
@@ -14,6 +14,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from yoda_fine_tuning.callbacks import (
+    RecipeError,
+    check_converging,
+    close_tensorboard,
+    progress_callback,
+    stop_on_non_finite,
+)
 from yoda_fine_tuning.checkpoints import (
     checkpoint_folder_for,
     claim_checkpoint_folder,
@@ -21,9 +28,14 @@ from yoda_fine_tuning.checkpoints import (
     release_checkpoint_folder,
     weights_only_resume,
 )
-from yoda_fine_tuning.configs import build_data_collator, build_sft_config, chat_formatter
+from yoda_fine_tuning.configs import (
+    RunPlan,
+    build_data_collator,
+    build_sft_config,
+    chat_formatter,
+    plan_run,
+)
 from yoda_fine_tuning.distributed import SINGLE, Ranks, join_ranks
-from yoda_fine_tuning.guards import RecipeError, check_converging, stop_on_non_finite
 from yoda_fine_tuning.hyperparams import HyperParameters
 from yoda_fine_tuning.loading import (
     check_only_lora_trainable,
@@ -32,9 +44,7 @@ from yoda_fine_tuning.loading import (
     private_datasets_cache,
     split_validation,
 )
-from yoda_fine_tuning.logs import close_tensorboard, progress_callback
 from yoda_fine_tuning.outputs import model_metadata, run_metrics, save_adapter, write_records
-from yoda_fine_tuning.plan import RunPlan, plan_run
 from yoda_fine_tuning.validation import answer_loss, mean_tokens
 from yoda_step_io import StepError, local_inputs, outputs_in_place, timed, timing
 from yoda_step_io.conversations import read_conversations

@@ -1,13 +1,22 @@
-"""Prompt format and answer extraction (pure text; the tokenizer is the tiny Phi-3's)."""
+"""Generation (yoda_inference.generation): the prompt format and answer extraction (pure text;
+the tokenizer is the tiny Phi-3's), and batched generation equal to one prompt at a time."""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from yoda_inference import build_prompt, extract_response
+from yoda_inference import build_prompt, extract_response, generate_batch, generate_response
 from yoda_inference.generation import reached_end
+
+SENTENCES = [
+    "The Force is strong in you!",
+    "Hi.",
+    "We walked along the quiet river at dawn, and the wind was cold on our faces.",
+    "Patience you must have.",
+]
 
 
 def test_prompt_is_exactly_phi3s(tiny_model_dir: Path) -> None:
@@ -58,3 +67,13 @@ def test_extract_response(output: str, expected: str) -> None:
 )
 def test_reached_end_tells_a_finished_answer_from_a_cut_one(output: str, ended: bool) -> None:
     assert reached_end(output) is ended
+
+
+def test_batched_generation_equals_one_at_a_time(loaded: tuple[Any, Any]) -> None:
+    model, tokenizer = loaded
+    prompts = [build_prompt(tokenizer, s) for s in SENTENCES]
+    batched, tokens = generate_batch(model, tokenizer, prompts, max_new_tokens=12)
+    single = [generate_response(model, tokenizer, p, max_new_tokens=12) for p in prompts]
+    assert batched == single
+    assert all(out.startswith(prompt) for out, prompt in zip(batched, prompts, strict=True))
+    assert 0 < tokens <= 12 * len(prompts)

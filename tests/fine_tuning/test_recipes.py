@@ -1,10 +1,12 @@
-"""The GPU path as far as a CPU machine can check it: `make bench-gpu`'s recipes and model
-building, its refusal without CUDA, the merged-adapter inference mode, the real model through
-`make run-local BASE_MODEL=…`, and the 4-bit path on Phi-3-mini's architecture (GPU only)."""
+"""The GPU path as far as a CPU machine can check it: `make bench-gpu`'s recipes
+(``recipes.py``), each a valid run of the real step, and its refusal without CUDA; the
+Phi-3-mini architecture it measures; the merged-adapter inference mode; the real model through
+`make run-local BASE_MODEL=…`; and the 4-bit path on Phi-3-mini's architecture (GPU only)."""
 
 from __future__ import annotations
 
 import csv
+import runpy
 import subprocess
 import sys
 from pathlib import Path
@@ -12,9 +14,8 @@ from pathlib import Path
 import pytest
 from yoda_devmodels.phi3_mini import PHI3_MINI, parameter_count, phi3_mini_config
 
-from yoda_fine_tuning.configs import build_sft_config
+from yoda_fine_tuning.configs import build_sft_config, plan_run
 from yoda_fine_tuning.hyperparams import HyperParameters
-from yoda_fine_tuning.plan import plan_run
 from yoda_fine_tuning.recipes import RECIPES
 from yoda_inference.predict import GenerationParameters, predict_test_set
 from yoda_pipeline.offline import offline_settings
@@ -24,14 +25,15 @@ from yoda_step_io import StepError
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
-def test_bench_gpu_stops_at_once_without_cuda() -> None:
-    done = subprocess.run([sys.executable, str(REPO_ROOT / "benchmarks" / "bench_gpu.py")],
-                          capture_output=True, text=True, timeout=120)  # fmt: skip
-    assert done.returncode == 2
-    assert done.stderr.strip() == (
-        "error: make bench-gpu needs a CUDA GPU and none is visible (it measures Phi-3-mini's "
-        "architecture with random weights)"
-    )
+def test_bench_gpu_stops_at_once_without_cuda(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setattr(sys, "argv", ["bench_gpu.py"])
+    with pytest.raises(SystemExit) as exit_info:
+        runpy.run_path(str(REPO_ROOT / "benchmarks" / "bench_gpu.py"), run_name="__main__")
+    assert exit_info.value.code == 2
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert line.startswith("error: make bench-gpu ") and "needs a CUDA GPU" in line
 
 
 def test_the_architecture_is_phi3_minis() -> None:
@@ -78,7 +80,7 @@ def test_merged_adapter_answers_like_the_unmerged_one(
 def test_merging_into_a_4bit_base_is_refused_before_loading() -> None:
     from yoda_inference.model import check_mergeable
 
-    with pytest.raises(StepError, match="merging the adapter into a 4-bit base is unsafe"):
+    with pytest.raises(StepError, match=r"4-bit base.*--quantization none"):
         check_mergeable(four_bit=True)
     check_mergeable(four_bit=False)
 

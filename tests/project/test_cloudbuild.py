@@ -82,6 +82,13 @@ def substitute(text: str, values: dict[str, str]) -> str:
     return SUBSTITUTION.sub(replace, text)
 
 
+def script_error_line(stderr: str) -> str:
+    """A script's refusal: its stderr is one ``error:`` line, returned."""
+    lines = stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), stderr
+    return lines[0]
+
+
 def run_step(step: dict[str, Any], workspace: Path, values: dict[str, str]) -> str:
     """Run one step's `bash -c` script as Cloud Build would (substituted env and args)."""
     assert step["entrypoint"] == "bash" and step["args"][0] == "-c"
@@ -226,7 +233,8 @@ def test_build_scripts_push_images_lock_digests_compile_and_publish(
 def test_an_image_on_a_stand_in_base_is_pushed_only_to_a_loopback_registry(
     workspace: Path, monkeypatch: pytest.MonkeyPatch, image: str, pushed: bool
 ) -> None:
-    monkeypatch.setenv("STANDIN", "pytorch/pytorch:2.8.0-cuda12.9-cudnn9-runtime")
+    standin = "pytorch/pytorch:2.8.0-cuda12.9-cudnn9-runtime"
+    monkeypatch.setenv("STANDIN", standin)
     monkeypatch.setenv("PATH", f"{workspace / 'stubs'}{os.pathsep}{os.environ['PATH']}")
     done = subprocess.run(["bash", "images/build-push.sh", "inference", image, "t", "digests"],
                           cwd=workspace, capture_output=True, text=True)  # fmt: skip
@@ -234,10 +242,9 @@ def test_an_image_on_a_stand_in_base_is_pushed_only_to_a_loopback_registry(
     assert ("docker push" in calls) is pushed
     assert (done.returncode == 0) is pushed, done.stderr
     if not pushed:
-        assert done.stderr == (
-            f"error: {image}:t is built on a local stand-in for pytorch/pytorch:2.8.0-cuda12.9-"
-            "cudnn9-runtime: push it only to a registry on 127.0.0.1\n"
-        )
+        assert done.returncode == 1
+        line = script_error_line(done.stderr)
+        assert all(part in line for part in (f"{image}:t", standin, "127.0.0.1")), line
         assert not (workspace / "digests").exists()
 
 
@@ -273,12 +280,11 @@ def test_base_image_may_only_name_a_stand_in_for_the_dockerfiles_base(
     monkeypatch.setenv("BASE_IMAGE", "python:3.12-slim")
     monkeypatch.setenv("BASE_STANDIN", standin)
     done = build_push(workspace, "registry", "127.0.0.1:5000/yoda/yoda-registry")
-    assert done.returncode != 0
-    assert done.stderr == (
-        f"error: python:3.12-slim is a local stand-in for python:3.12-slim, not for {base}\n"
-        if standin
-        else f"error: BASE_IMAGE=python:3.12-slim is not a local stand-in for {base}\n"
-    )
+    assert done.returncode == 1
+    line = script_error_line(done.stderr)
+    said = [f"stand-in for {standin}", f"not for {base}"] if standin else [
+        "BASE_IMAGE=python:3.12-slim", "not a local stand-in", base]  # fmt: skip
+    assert all(part in line for part in said), line
     assert "docker build" not in (workspace / "calls.log").read_text()
 
 
@@ -294,7 +300,9 @@ def test_write_lock_needs_every_base(workspace: Path) -> None:
     assert lock.bases == dict.fromkeys(STEPS, dockerfile_base("registry"))
     (digests / "evaluation.base").unlink()
     done = subprocess.run(write, cwd=workspace, capture_output=True, text=True)
-    assert done.returncode == 1 and done.stderr == f"error: no evaluation.base in {digests}\n"
+    assert done.returncode == 1
+    line = script_error_line(done.stderr)
+    assert "no evaluation.base" in line and str(digests) in line
 
 
 @pytest.mark.parametrize("submit", ["true", "false"])

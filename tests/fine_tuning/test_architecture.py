@@ -1,11 +1,14 @@
-"""Any causal LM as the base model (issue 18): a Llama-architecture model with a ChatML
-template trains, saves and answers through the same code as Phi-3; its LoRA targets, stop tokens
-and pad token come from the model and its template, not from Phi-3's names."""
+"""Any causal LM as the base model (issue 18; ``architecture.py``): a Llama-architecture model
+with a ChatML template trains, saves and answers through the same code as Phi-3; its LoRA
+targets, stop tokens and pad token come from the model and its template, not from Phi-3's names.
+(The stop tokens and answers are the inference step's, ``yoda_inference.generation``, checked here
+on the same two architectures.)"""
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -137,10 +140,9 @@ def test_a_wrong_module_name_is_one_line_naming_those_that_exist(
     with pytest.raises(StepError) as error:
         fine_tune(sample_train_jsonl, tmp_path / "model", tmp_path / "metrics",
                   base_model=str(tiny_llama_dir), hp=hp)  # fmt: skip
-    assert str(error.value) == (
-        "LoRA target module(s) qkv_proj not in this base model: its linear layers are "
-        "down_proj, gate_proj, k_proj, o_proj, q_proj, up_proj, v_proj (or pass auto or all-linear)"
-    )
+    message = str(error.value)
+    assert "\n" not in message and message.startswith("LoRA target module(s) qkv_proj ")
+    assert ", ".join(sorted(LLAMA_LINEAR_MODULES)) in message, "the layers that exist, named"
     assert not (tmp_path / "model").exists() and not (tmp_path / "metrics").exists()
 
 
@@ -154,7 +156,7 @@ def test_a_tokenizer_without_a_chat_template_is_refused(
     config = json.loads((base / "tokenizer_config.json").read_text())
     del config["chat_template"]
     (base / "tokenizer_config.json").write_text(json.dumps(config))
-    with pytest.raises(StepError, match="has no chat template"):
+    with pytest.raises(StepError, match=f"^base model {re.escape(str(base))} has no chat template"):
         fine_tune(sample_train_jsonl, tmp_path / "model", tmp_path / "metrics",
                   base_model=str(base), hp=QUICK)  # fmt: skip
 
