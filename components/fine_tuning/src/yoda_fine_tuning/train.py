@@ -14,26 +14,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from yoda_fine_tuning.callbacks import (
-    RecipeError,
-    check_converging,
-    close_tensorboard,
-    progress_callback,
-    stop_on_non_finite,
-)
+from yoda_fine_tuning import callbacks, configs
 from yoda_fine_tuning.checkpoints import (
     checkpoint_folder_for,
     claim_checkpoint_folder,
     last_complete_checkpoint,
     release_checkpoint_folder,
     weights_only_resume,
-)
-from yoda_fine_tuning.configs import (
-    RunPlan,
-    build_data_collator,
-    build_sft_config,
-    chat_formatter,
-    plan_run,
 )
 from yoda_fine_tuning.distributed import SINGLE, Ranks, join_ranks
 from yoda_fine_tuning.hyperparams import HyperParameters
@@ -125,11 +112,11 @@ def fine_tune(
     return FineTuneResult(metrics=metrics, model_metadata=metadata, model=trainer.model)
 
 
-def _set_up(hp: HyperParameters) -> tuple[RunPlan, bool]:
+def _set_up(hp: HyperParameters) -> tuple[configs.RunPlan, bool]:
     """Plan for this machine, import the libraries as the plan needs them (no bitsandbytes where
     nothing uses it, no redrawn bars in a log), and seed; returns the plan and whether the bars
     are off."""
-    plan = plan_run(hp, *device_support())  # imports torch
+    plan = configs.plan_run(hp, *device_support())  # imports torch
     if not plan.needs_bitsandbytes:
         skip_bitsandbytes()
     quiet = quiet_progress_bars()
@@ -144,7 +131,7 @@ def _set_up(hp: HyperParameters) -> tuple[RunPlan, bool]:
     return plan, quiet
 
 
-def _check_gpus(plan: RunPlan, ranks: Ranks) -> None:
+def _check_gpus(plan: configs.RunPlan, ranks: Ranks) -> None:
     """Say so where GPUs would sit idle: the task got more than it has ranks for."""
     import torch
 
@@ -179,7 +166,7 @@ def _make_trainer(
     tokenizer: PreTrainedTokenizerBase,
     datasets: dict[str, Dataset],
     hp: HyperParameters,
-    plan: RunPlan,
+    plan: configs.RunPlan,
     checkpoints: Path,
     logging_dir: Path,
     ranks: Ranks,
@@ -198,26 +185,26 @@ def _make_trainer(
     try:
         trainer = SFTTrainer(
             model=model,
-            args=build_sft_config(
+            args=configs.build_sft_config(
                 hp, plan, checkpoints, logging_dir, ranks.size, progress_bar=not quiet
             ),
             train_dataset=datasets["train"],
             eval_dataset=datasets["validation"],
             processing_class=tokenizer,
-            formatting_func=chat_formatter(tokenizer),
-            data_collator=build_data_collator(hp, tokenizer),
+            formatting_func=configs.chat_formatter(tokenizer),
+            data_collator=configs.build_data_collator(hp, tokenizer),
         )
     except ValueError as error:
         if "packed sequence" not in str(error):
             raise
-        raise RecipeError(
+        raise callbacks.RecipeError(
             f"too little text to pack into sequences of {hp.max_seq_length} tokens: "
             "use more rows, a larger validation_fraction, or --packing false"
         ) from error
-    trainer.add_callback(stop_on_non_finite())
+    trainer.add_callback(callbacks.stop_on_non_finite())
     if quiet:
         trainer.remove_callback(PrinterCallback)
-        trainer.add_callback(progress_callback(hp.tokens_per_step() * ranks.size))
+        trainer.add_callback(callbacks.progress_callback(hp.tokens_per_step() * ranks.size))
     return trainer
 
 
@@ -230,7 +217,7 @@ def _train(trainer: Any, checkpoints: Path) -> tuple[Any, dict[str, float]]:
     with timed("training"), weights_only_resume():
         train_output = trainer.train(resume_from_checkpoint=resume)
     eval_metrics = trainer.evaluate()
-    close_tensorboard(trainer)
+    callbacks.close_tensorboard(trainer)
     losses = {
         "train_loss": float(train_output.training_loss),
         "eval_loss": float(eval_metrics["eval_loss"]),
@@ -245,10 +232,11 @@ def _check_converging(
     checkpoints: Path,
     ranks: Ranks,
 ) -> None:
-    """:func:`check_converging`, dropping the checkpoints of a diverged run. Every rank sees the
-    same losses (the Trainer logs their mean), so every rank stops with the same line."""
+    """:func:`.callbacks.check_converging`, dropping the checkpoints of a diverged run. Every
+    rank sees the same losses (the Trainer logs their mean), so every rank stops with the same
+    line."""
     try:
-        check_converging(history, losses, hp)
+        callbacks.check_converging(history, losses, hp)
     except StepError:
         if ranks.main:
             release_checkpoint_folder(checkpoints)  # nothing worth resuming from
