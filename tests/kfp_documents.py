@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 
@@ -17,3 +18,10 @@ def executor_input(tmp_path: Path) -> dict[str, object]:
             "outputFile": str(tmp_path / "task" / "executor_output.json"),
         },
     }  # fmt: skip
+
+
+def outputs_input(output_file: Path, *names: str) -> str:
+    """``--executor-input`` for a step whose output artifacts ``names`` sit under gs://b/, with
+    KFP's output file ``output_file``."""
+    artifacts = {name: {"artifacts": [{"name": name, "uri": f"gs://b/{name}"}]} for name in names}
+    return json.dumps({"outputs": {"artifacts": artifacts, "outputFile": str(output_file)}})

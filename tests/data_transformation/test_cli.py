@@ -11,6 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from kfp_documents import outputs_input
 
 from yoda_data_transformation.cli import main
 
@@ -173,15 +174,7 @@ def test_console_script_exit_status_and_single_error_line(tmp_path: Path) -> Non
 
 def test_cli_writes_executor_output_metadata(sample_csv: Path, tmp_path: Path) -> None:
     output_file = tmp_path / "task" / "executor_output.json"
-    executor_input = {
-        "outputs": {
-            "artifacts": {
-                "train": {"artifacts": [{"name": "train", "uri": "gs://b/train"}]},
-                "test": {"artifacts": [{"name": "test", "uri": "gs://b/test"}]},
-            },
-            "outputFile": str(output_file),
-        }
-    }
+    executor_input = outputs_input(output_file, "train", "test")
     main([
         "--raw-data-uri", str(sample_csv),
         "--train-output", str(tmp_path / "train"),
@@ -189,7 +182,7 @@ def test_cli_writes_executor_output_metadata(sample_csv: Path, tmp_path: Path) -
         "--target-column", "translation",
         "--test-fraction", "0.25",
         "--seed", "3",
-        "--executor-input", json.dumps(executor_input),
+        "--executor-input", executor_input,
     ])  # fmt: skip
     artifacts = json.loads(output_file.read_text())["artifacts"]
     train_meta = artifacts["train"]["artifacts"][0]["metadata"]

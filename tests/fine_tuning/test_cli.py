@@ -11,6 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from kfp_documents import outputs_input
 
 from yoda_fine_tuning.cli import build_parser, checkpoint_folder, main
 from yoda_fine_tuning.hyperparams import HyperParameters
@@ -94,20 +95,12 @@ def test_cli_reports_metrics_and_model_metadata_to_kfp(
     tmp_path: Path, tiny_model_dir: Path, sample_train_jsonl: Path
 ) -> None:
     output_file = tmp_path / "executor_output.json"
-    executor_input = {
-        "outputs": {
-            "artifacts": {
-                "model": {"artifacts": [{"name": "model", "uri": "gs://b/model"}]},
-                "metrics": {"artifacts": [{"name": "metrics", "uri": "gs://b/metrics"}]},
-            },
-            "outputFile": str(output_file),
-        }
-    }
+    executor_input = outputs_input(output_file, "model", "metrics")
     main([
         "--train-dataset", str(sample_train_jsonl), "--base-model", str(tiny_model_dir),
         "--model-output", str(tmp_path / "model"), "--metrics-output", str(tmp_path / "metrics"),
         "--quantization", "auto", "--max-steps", "1",
-        "--executor-input", json.dumps(executor_input),
+        "--executor-input", executor_input,
     ])  # fmt: skip
     artifacts = json.loads(output_file.read_text())["artifacts"]
     metrics = artifacts["metrics"]["artifacts"][0]["metadata"]

@@ -9,6 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from kfp_documents import outputs_input
 
 from yoda_inference.cli import main
 
@@ -20,19 +21,11 @@ def test_cli_writes_executor_output(
     tuned_model_dir: Path, sample_test_jsonl: Path, tmp_path: Path
 ) -> None:
     output_file = tmp_path / "executor_output.json"
-    executor_input = {
-        "outputs": {
-            "artifacts": {
-                name: {"artifacts": [{"name": name, "uri": f"gs://b/{name}"}]}
-                for name in ("predictions", "base_predictions")
-            },
-            "outputFile": str(output_file),
-        }
-    }
+    executor_input = outputs_input(output_file, "predictions", "base_predictions")
     main(["--model-dir", str(tuned_model_dir), "--test-dataset", str(sample_test_jsonl),
           "--predictions-output", str(tmp_path / "p.csv"), "--quantization", "auto",
           "--base-predictions-output", str(tmp_path / "b.csv"),
-          "--max-new-tokens", "4", "--executor-input", json.dumps(executor_input)])  # fmt: skip
+          "--max-new-tokens", "4", "--executor-input", executor_input])  # fmt: skip
     artifacts = json.loads(output_file.read_text())["artifacts"]
     meta = artifacts["predictions"]["artifacts"][0]["metadata"]
     assert meta["rows"] == 5 and meta["max_new_tokens"] == 4
